@@ -1,0 +1,56 @@
+# One command per habit: make demo, make test, make lint, make bench.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
+
+.PHONY: demo test lint format bench broker install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Make sure RabbitMQ answers: start the local server if it is installed but stopped.
+broker: install
+	@$(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5672), 2)" 2>/dev/null \
+	|| { if command -v rabbitmq-server >/dev/null; then \
+	       echo "starting the local RabbitMQ: rabbitmq-server -detached"; \
+	       rabbitmq-server -detached && rabbitmqctl -q await_startup --timeout 60; \
+	     else \
+	       echo "RabbitMQ is not reachable at 127.0.0.1:5672 and not installed here."; \
+	       echo "Install it (Debian: apt-get install rabbitmq-server) or set CELERY_BROKER_URL."; \
+	       exit 1; \
+	     fi; }
+
+# Start an asr worker, transcribe the sample sentences through the producer, stop the worker.
+demo: broker
+	@set -e; \
+	$(PY) -m celery -A tasks worker -Q asr -c 2 -n demo@%h --without-gossip --without-mingle \
+	  -l warning >/tmp/speech-demo-worker.log 2>&1 & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null || true' EXIT; \
+	$(PY) -m producer ping asr --wait 60 --timeout 5; \
+	for f in tests/data/fox_kal16.wav tests/data/weather_awb.wav tests/data/meeting_rms.wav; do \
+	  echo "--- $$f (said: $$($(PY) -c "import json,sys; print(json.load(open('tests/data/transcripts.json'))[sys.argv[1]])" $$(basename $$f)))"; \
+	  $(PY) -m producer asr $$f; \
+	done
+
+test: broker
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: broker
+	$(PY) -m bench.rpc
+
+clean:
+	rm -rf $(VENV) tests/artifacts .pytest_cache

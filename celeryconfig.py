@@ -1,0 +1,84 @@
+"""Celery settings for the speech platform: the one place that reads the environment.
+
+Workers (`celery -A tasks worker -Q asr`) and producers (`producer.Client`) both load
+this module, so queue names, routes and serializers are declared once for both sides.
+"""
+
+import os
+
+from kombu import Exchange, Queue
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+# --- Topology -------------------------------------------------------------------------
+# Every algorithm has its own durable queue, bound to one durable direct exchange with
+# routing key = queue name. Adding an algorithm means adding its name here.
+ALGORITHMS = ("asr",)
+EXCHANGE_NAME = _env("SPEECH_EXCHANGE", "speech")
+speech_exchange = Exchange(EXCHANGE_NAME, type="direct", durable=True)
+
+task_queues = tuple(
+    Queue(name, speech_exchange, routing_key=name, durable=True) for name in ALGORITHMS
+)
+# Task name -> queue. `speech.ping` has no fixed queue: callers pick the queue to probe.
+task_routes = {f"speech.{name}": {"queue": name} for name in ALGORITHMS}
+task_default_queue = ALGORITHMS[0]
+task_default_exchange = EXCHANGE_NAME
+task_default_routing_key = ALGORITHMS[0]
+# A typo in a queue name must fail loudly, not create a queue nobody consumes.
+task_create_missing_queues = False
+
+# --- Broker and results -----------------------------------------------------------------
+broker_url = _env("CELERY_BROKER_URL", "amqp://guest:guest@localhost:5672//")
+# Replies travel back on the caller's own reply queue, correlated by task id.
+result_backend = "rpc://"
+# Results are only ever read by the caller that is waiting for them.
+result_persistent = False
+broker_connection_timeout = _env_float("SPEECH_CONNECT_TIMEOUT", 4.0)
+broker_connection_retry_on_startup = True
+# A producer that cannot publish must say so within seconds, not retry forever.
+task_publish_retry_policy = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+
+# --- Serialization: msgpack only; audio travels as raw bytes, pickle is never accepted -----
+task_serializer = "msgpack"
+result_serializer = "msgpack"
+event_serializer = "json"  # events carry no audio; Flower reads them as json
+accept_content = ["msgpack"]
+result_accept_content = ["msgpack"]
+
+# --- Delivery and worker behaviour ------------------------------------------------------
+# Ack after the task ran, so a worker that dies mid-task leaves the request queued.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# Each process reserves one task beyond the one it runs; with the prefork pool this keeps a
+# backlog draining at full speed (the solo pool + multiplier 1 collapses: see bench/).
+worker_prefetch_multiplier = 1
+task_track_started = False
+worker_send_task_events = False
+# Hard limits stay well below RabbitMQ's consumer_timeout (30 min) for late-acked tasks.
+task_soft_time_limit = _env_int("SPEECH_SOFT_TIME_LIMIT", 120)
+task_time_limit = _env_int("SPEECH_HARD_TIME_LIMIT", 150)
+worker_max_tasks_per_child = _env_int("SPEECH_MAX_TASKS_PER_CHILD", 2000)
+worker_hijack_root_logger = False
+
+# --- Input limits (checked by the producer before sending, and again by the worker) ----
+max_payload_bytes = _env_int("SPEECH_MAX_PAYLOAD_BYTES", 32 * 1024 * 1024)
+max_audio_seconds = _env_float("SPEECH_MAX_AUDIO_SECONDS", 600.0)
+# Default seconds a producer waits for an answer.
+default_timeout = _env_float("SPEECH_TIMEOUT", 60.0)

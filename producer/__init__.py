@@ -1,0 +1,28 @@
+"""Call the speech platform's algorithms over RabbitMQ.
+
+Needs only celery, kombu and msgpack: no algorithm stack is imported here.
+"""
+
+from producer.client import Client
+from producer.errors import (
+    BrokerUnavailable,
+    CallTimeout,
+    InvalidAudio,
+    InvalidInput,
+    InvalidOptions,
+    PayloadTooLarge,
+    RemoteError,
+    SpeechError,
+)
+
+__all__ = [
+    "BrokerUnavailable",
+    "CallTimeout",
+    "Client",
+    "InvalidAudio",
+    "InvalidInput",
+    "InvalidOptions",
+    "PayloadTooLarge",
+    "RemoteError",
+    "SpeechError",
+]

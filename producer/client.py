@@ -1,0 +1,138 @@
+"""The producer library: call speech algorithms over RabbitMQ with RPC semantics.
+
+Each call publishes one Celery task to the algorithm's queue and waits for the answer on
+the caller's reply queue (`rpc://`) with `apply_async(...).get(timeout)`. Celery keeps one
+result backend (one reply queue and consumer) per thread, so a Client can be shared by
+many threads: each thread waits on its own replies.
+"""
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
+from kombu.exceptions import OperationalError
+
+import celeryconfig
+from producer.errors import (
+    BrokerUnavailable,
+    CallTimeout,
+    InvalidInput,
+    PayloadTooLarge,
+    RemoteError,
+    SpeechError,
+)
+
+Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+
+class Client:
+    """A connection to the platform; safe to share across threads.
+
+    >>> with Client() as client:
+    ...     client.asr("hello.wav")["text"]
+    """
+
+    def __init__(self, broker_url: str | None = None, *, timeout: float | None = None):
+        self.app = Celery("speech-producer", set_as_current=False)
+        self.app.config_from_object(celeryconfig)
+        if broker_url:
+            self.app.conf.broker_url = broker_url
+        self.timeout = celeryconfig.default_timeout if timeout is None else timeout
+        self.max_payload_bytes: int = celeryconfig.max_payload_bytes
+        self.algorithms: tuple[str, ...] = celeryconfig.ALGORITHMS
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.app.close()
+
+    # --- calls -------------------------------------------------------------------------
+    def call(
+        self, algorithm: str, audio: Audio, timeout: float | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Run `algorithm` on `audio` (a path or bytes) and return its result."""
+        if algorithm not in self.algorithms:
+            known = ", ".join(self.algorithms)
+            raise InvalidInput(f"unknown algorithm {algorithm!r}; known: {known}")
+        payload = self.read_audio(audio)
+        return self._rpc(f"speech.{algorithm}", algorithm, [payload], options, timeout)
+
+    def asr(self, audio: Audio, timeout: float | None = None) -> dict[str, Any]:
+        """Transcribe speech: {"text", "words": [{"word", "start", "end"}...], "duration"}."""
+        return self.call("asr", audio, timeout)
+
+    def ping(self, queue: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Check that `queue` is served: who answered, and the round trip in seconds."""
+        if queue not in self.algorithms:
+            raise InvalidInput(f"unknown queue {queue!r}; known: {', '.join(self.algorithms)}")
+        start = time.perf_counter()
+        answer = self._rpc("speech.ping", queue, [], {}, timeout)
+        return {**answer, "rtt": time.perf_counter() - start}
+
+    # --- plumbing ------------------------------------------------------------------------
+    def read_audio(self, audio: Audio) -> bytes:
+        """The bytes to send, checked against the payload limit before anything is sent."""
+        if isinstance(audio, (bytes, bytearray, memoryview)):
+            data = bytes(audio)
+        elif isinstance(audio, (str, os.PathLike)):
+            path = Path(audio)
+            if not path.is_file():
+                raise InvalidInput(f"no such audio file: {path}")
+            self._check_size(path.stat().st_size, str(path))
+            data = path.read_bytes()
+        else:
+            raise InvalidInput(f"audio must be a file path or bytes, got {type(audio).__name__}")
+        if not data:
+            raise InvalidInput("audio is empty (0 bytes)")
+        self._check_size(len(data), "audio")
+        return data
+
+    def _check_size(self, size: int, what: str) -> None:
+        if size > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"{what} is {size} bytes, the maximum payload is {self.max_payload_bytes}"
+                " (SPEECH_MAX_PAYLOAD_BYTES)"
+            )
+
+    def _rpc(
+        self,
+        task: str,
+        queue: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Any:
+        timeout = self.timeout if timeout is None else timeout
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}")
+        try:
+            # The request expires with the caller's patience: workers skip it unrun if it
+            # is still queued when nobody waits for the answer any more.
+            result = self.app.signature(task, args=args, kwargs=kwargs).apply_async(
+                queue=queue, expires=timeout
+            )
+        except OperationalError as exc:
+            raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
+        try:
+            return result.get(timeout=timeout)
+        except CeleryTimeout:
+            raise CallTimeout(
+                f"{task} on queue {queue!r} gave no answer within {timeout:g} s"
+                " (is a worker consuming it? `python -m producer ping " + queue + "`)"
+            ) from None
+        except SpeechError:
+            raise
+        except (OperationalError, ConnectionError) as exc:
+            raise BrokerUnavailable(f"lost RabbitMQ at {self._where()}: {exc}") from exc
+        except Exception as exc:  # the remote algorithm's own error, rebuilt by Celery
+            raise RemoteError(type(exc).__name__, str(exc)) from exc
+
+    def _where(self) -> str:
+        return self.app.connection_for_write().as_uri()

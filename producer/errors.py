@@ -1,0 +1,55 @@
+"""The platform's errors, shared by workers and producers.
+
+SpeechError                 root: catch this to catch everything the platform raises
+ +-- BrokerUnavailable      RabbitMQ cannot be reached
+ +-- CallTimeout            no answer arrived within the caller's timeout
+ +-- InvalidInput           the request is wrong; retrying it will not help
+ |    +-- PayloadTooLarge   audio bigger than the configured maximum
+ |    +-- InvalidAudio      audio that cannot be decoded, is empty or is too long
+ |    +-- InvalidOptions    unknown options or arguments of the wrong type
+ +-- RemoteError           the algorithm failed on the worker for another reason
+
+Workers raise InvalidAudio and InvalidOptions; they travel back through the result
+backend and are raised again, as the same class, in the caller. This module must stay
+light: the worker and the producer both import it.
+"""
+
+
+class SpeechError(Exception):
+    """Root of every error the platform raises."""
+
+
+class BrokerUnavailable(SpeechError):
+    """Raised when RabbitMQ cannot be reached within the connection timeout."""
+
+
+class CallTimeout(SpeechError, TimeoutError):
+    """Raised when no answer arrived within the caller's timeout."""
+
+
+class InvalidInput(SpeechError, ValueError):
+    """Raised when the request itself is wrong: fix it rather than retry it."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """Raised when audio is larger than the configured maximum payload."""
+
+
+class InvalidAudio(InvalidInput):
+    """Raised when audio cannot be decoded, is empty, or is longer than allowed."""
+
+
+class InvalidOptions(InvalidInput):
+    """Raised when options are unknown or arguments have the wrong type."""
+
+
+class RemoteError(SpeechError):
+    """Raised when the algorithm failed on the worker; carries the remote error."""
+
+    def __init__(self, remote_type: str, message: str) -> None:
+        super().__init__(remote_type, message)
+        self.remote_type = remote_type
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.remote_type}: {self.message}"

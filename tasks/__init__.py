@@ -1,0 +1,6 @@
+"""Speech algorithms served as Celery tasks: `celery -A tasks worker -Q asr`."""
+
+from tasks import asr, ping  # noqa: F401  (registers the tasks)
+from tasks.base import app
+
+__all__ = ["app"]

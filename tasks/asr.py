@@ -1,0 +1,74 @@
+"""Speech recognition with pocketsphinx's bundled US-English model."""
+
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from producer.errors import InvalidOptions
+from tasks.audio import SAMPLE_RATE, to_pcm16
+from tasks.base import audio_task
+
+FRAMES_PER_SECOND = 100  # pocketsphinx's feature frame rate
+SILENCE_RMS = 1e-4  # -80 dBFS: below this there is nothing to transcribe
+# Decoder tokens that are not words: utterance edges, silence and filler models.
+_NON_WORDS = {"<s>", "</s>", "<sil>"}
+
+
+@cache
+def decoder() -> tuple[Any, str]:
+    """The pocketsphinx decoder of this process, built once, and its initial cepstral mean."""
+    from pocketsphinx import Decoder
+
+    dec = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    return dec, dec.get_cmn()
+
+
+def warm() -> None:
+    recognize(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
+
+
+def _clean_word(token: str) -> str:
+    # Alternate pronunciations come back as "word(2)".
+    return token.split("(", 1)[0]
+
+
+def recognize(samples: np.ndarray) -> dict[str, Any]:
+    """Transcribe 16 kHz mono float samples: text, timed words and duration (seconds)."""
+    if not samples.size or float(np.sqrt(np.mean(samples**2))) < SILENCE_RMS:
+        return _result([], samples)  # the model hallucinates words in digital silence
+    dec, initial_cmn = decoder()
+    # Start every request from the same state: pocketsphinx otherwise adapts its cepstral
+    # mean across utterances, and one caller's audio would change another's transcript.
+    dec.set_cmn(initial_cmn)
+    dec.start_utt()
+    dec.process_raw(to_pcm16(samples), full_utt=True)
+    dec.end_utt()
+    words = [
+        {
+            "word": _clean_word(seg.word),
+            "start": round(seg.start_frame / FRAMES_PER_SECOND, 2),
+            "end": round((seg.end_frame + 1) / FRAMES_PER_SECOND, 2),
+            "confidence": round(min(1.0, float(seg.prob)), 4),
+        }
+        for seg in dec.seg()
+        if seg.word not in _NON_WORDS and not seg.word.startswith("[")
+    ]
+    return _result(words, samples)
+
+
+def _result(words: list[dict[str, Any]], samples: np.ndarray) -> dict[str, Any]:
+    return {
+        "text": " ".join(w["word"] for w in words),
+        "words": words,
+        "duration": round(len(samples) / SAMPLE_RATE, 3),
+        "sample_rate": SAMPLE_RATE,
+        "model": "pocketsphinx en-us",
+    }
+
+
+@audio_task(name="speech.asr", queue="asr", warm=warm)
+def asr(samples: np.ndarray, **options: Any) -> dict[str, Any]:
+    if options:
+        raise InvalidOptions(f"asr takes no options, got {sorted(options)}")
+    return recognize(samples)

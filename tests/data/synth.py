@@ -1,0 +1,34 @@
+"""Make the test speech with Debian's flite: `python tests/data/synth.py`.
+
+Writes one WAV per (sentence, voice) into tests/data/ and their transcripts into
+transcripts.json. flite's kal16, awb and rms voices are recognised well by pocketsphinx.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SENTENCES = {
+    "fox": "the quick brown fox jumps over the lazy dog",
+    "weather": "the weather today is sunny with a light wind from the west",
+    "meeting": "please send the report to the team before the meeting on monday",
+    "numbers": "she bought three apples and two oranges at the market",
+}
+VOICES = ("kal16", "awb", "rms")
+
+
+def main() -> None:
+    transcripts = {}
+    for key, text in SENTENCES.items():
+        for voice in VOICES:
+            name = f"{key}_{voice}.wav"
+            subprocess.run(
+                ["flite", "-voice", voice, "-t", text, "-o", str(HERE / name)], check=True
+            )
+            transcripts[name] = text
+    (HERE / "transcripts.json").write_text(json.dumps(transcripts, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Test helpers: real `celery worker` processes, a private vhost, word error rate."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+ARTIFACTS = REPO / "tests" / "artifacts"
+TRANSCRIPTS: dict[str, str] = json.loads((DATA / "transcripts.json").read_text())
+
+
+def rabbitmqctl(*args: str) -> str:
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+class Vhost:
+    """A throwaway RabbitMQ vhost, so test runs never see each other's queues."""
+
+    def __init__(self, prefix: str = "speech-test") -> None:
+        self.name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        self.url = f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    def create(self) -> "Vhost":
+        rabbitmqctl("add_vhost", self.name)
+        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        return self
+
+    def delete(self) -> None:
+        rabbitmqctl("delete_vhost", self.name)
+
+    def queues(self) -> dict[str, int]:
+        """Queue name -> ready messages, as the broker sees them now."""
+        out = rabbitmqctl("list_queues", "-p", self.name, "name", "messages_ready")
+        rows = (line.split("\t") for line in out.splitlines() if "\t" in line)
+        return {name: int(count) for name, count in rows if count.isdigit()}
+
+
+class Worker:
+    """A real `celery -A tasks worker` process in its own process group."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        queues: str = "asr",
+        *,
+        concurrency: int = 1,
+        name: str | None = None,
+        pool: str = "prefork",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name or f"w{uuid.uuid4().hex[:6]}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"worker-{self.name}.log"
+        self.cmd = [
+            sys.executable, "-m", "celery", "-A", "tasks", "worker",
+            "-Q", queues, "-c", str(concurrency), "-P", pool,
+            "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle",
+            "-l", "info",
+        ]  # fmt: skip
+        self.env = {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> "Worker":
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while b" ready." not in self.log_path.read_bytes():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"worker not ready after {timeout} s:\n{self.log()}")
+            time.sleep(0.2)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Warm shutdown (SIGTERM); SIGKILL whatever is left after `timeout`."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def run_cli(broker_url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CELERY_BROKER_URL": broker_url}
+    return subprocess.run(
+        [sys.executable, "-m", "producer", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Word-level edit distance (substitutions + insertions + deletions)."""
+    ref, hyp = reference.split(), hypothesis.split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return word_errors(reference, hypothesis) / max(1, len(reference.split()))

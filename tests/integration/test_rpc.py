@@ -1,0 +1,52 @@
+"""The RPC contract itself: ping, timeouts, expiry, broker down, unknown queues."""
+
+import time
+
+import pytest
+
+from producer import BrokerUnavailable, CallTimeout, Client, InvalidInput
+from tests.helpers import DATA, Vhost, Worker
+
+
+def test_ping_is_answered_by_a_worker_on_the_queue(client: Client, asr_worker: Worker) -> None:
+    answer = client.ping("asr")
+    assert answer["worker"] == "asr-session@" + answer["host"]
+    assert 0 < answer["rtt"] < 5
+    assert abs(answer["time"] - time.time()) < 5
+
+
+def test_unknown_algorithm_is_refused_before_sending(client: Client) -> None:
+    with pytest.raises(InvalidInput, match="unknown algorithm 'nope'"):
+        client.call("nope", b"x")
+    with pytest.raises(InvalidInput, match="unknown queue"):
+        client.ping("nope")
+
+
+def test_broker_unreachable_fails_within_seconds() -> None:
+    with Client("amqp://guest:guest@127.0.0.1:1//") as dead:
+        start = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match="cannot reach RabbitMQ"):
+            dead.ping("asr", timeout=30)
+        assert time.monotonic() - start < 10
+
+
+def test_timeout_leaves_no_work_behind() -> None:
+    # Given a vhost whose asr queue nobody consumes yet
+    vhost = Vhost().create()
+    try:
+        with Client(vhost.url) as client:
+            # When a call times out
+            with pytest.raises(CallTimeout, match="no answer within 1 s"):
+                client.asr(DATA / "fox_kal16.wav", timeout=1)
+            # Then the request expired with the caller's timeout: the broker dropped it
+            time.sleep(0.5)
+            assert vhost.queues()["asr"] == 0
+            # And a worker that starts later never runs it
+            worker = Worker(vhost.url, "asr", name="late").start()
+            try:
+                assert client.ping("asr", timeout=30)["worker"].startswith("late@")
+                assert "speech.asr[" not in worker.log()
+            finally:
+                worker.stop()
+    finally:
+        vhost.delete()
