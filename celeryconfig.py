@@ -24,7 +24,10 @@ def _env_float(name: str, default: float) -> float:
 # --- Topology -------------------------------------------------------------------------
 # Every algorithm has its own durable queue, bound to one durable direct exchange with
 # routing key = queue name. Adding an algorithm means adding its name here.
-ALGORITHMS = ("asr",)
+ALGORITHMS = ("asr", "vad", "speaker", "features", "denoise")
+# Algorithms that offer several operations: each operation is its own task,
+# `speech.<algorithm>.<operation>`, on the algorithm's one queue.
+OPERATIONS = {"speaker": ("embed", "verify")}
 EXCHANGE_NAME = _env("SPEECH_EXCHANGE", "speech")
 speech_exchange = Exchange(EXCHANGE_NAME, type="direct", durable=True)
 
@@ -32,7 +35,10 @@ task_queues = tuple(
     Queue(name, speech_exchange, routing_key=name, durable=True) for name in ALGORITHMS
 )
 # Task name -> queue. `speech.ping` has no fixed queue: callers pick the queue to probe.
-task_routes = {f"speech.{name}": {"queue": name} for name in ALGORITHMS}
+task_routes = {f"speech.{name}": {"queue": name} for name in ALGORITHMS if name not in OPERATIONS}
+task_routes |= {
+    f"speech.{name}.{op}": {"queue": name} for name, ops in OPERATIONS.items() for op in ops
+}
 task_default_queue = ALGORITHMS[0]
 task_default_exchange = EXCHANGE_NAME
 task_default_routing_key = ALGORITHMS[0]
@@ -76,6 +82,10 @@ task_soft_time_limit = _env_int("SPEECH_SOFT_TIME_LIMIT", 120)
 task_time_limit = _env_int("SPEECH_HARD_TIME_LIMIT", 150)
 worker_max_tasks_per_child = _env_int("SPEECH_MAX_TASKS_PER_CHILD", 2000)
 worker_hijack_root_logger = False
+# Each pool process loads and warms its models before it reports "up"; loading torch and a
+# speaker encoder takes several seconds on a busy machine, beyond Celery's 4 s default,
+# after which the parent SIGKILLs the child and forks another, forever.
+worker_proc_alive_timeout = _env_float("SPEECH_PROC_ALIVE_TIMEOUT", 120.0)
 
 # --- Input limits (checked by the producer before sending, and again by the worker) ----
 max_payload_bytes = _env_int("SPEECH_MAX_PAYLOAD_BYTES", 32 * 1024 * 1024)
