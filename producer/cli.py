@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from producer import cli_algorithms
 from producer.client import Client
 from producer.errors import InvalidInput, SpeechError
 
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("queue")
     ping.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     ping.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
+    cli_algorithms.add_parsers(sub, _add_output_options)
     return parser
 
 
@@ -124,4 +126,5 @@ def _asr(client: Client, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "asr": _asr,
     "ping": _ping,
+    **cli_algorithms.COMMANDS,
 }

@@ -50,7 +50,9 @@ def reduce(samples: np.ndarray, **options: Any) -> dict[str, Any]:
         stationary=opts["stationary"],
         prop_decrease=float(opts["prop_decrease"]),
         n_fft=512,
-    ).astype(np.float32)
+    )
+    # The non-stationary gate divides by a smoothed spectrum: digital silence gives 0/0.
+    cleaned = np.nan_to_num(cleaned, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     removed = samples - cleaned
     energy_in = float(np.mean(samples.astype(np.float64) ** 2))
     energy_removed = float(np.mean(removed.astype(np.float64) ** 2))
