@@ -52,5 +52,10 @@ format: install
 bench: broker
 	$(PY) -m bench.rpc
 
+# RTF and calls/s per algorithm, and the transcribe speed-up from 1 to 2 asr processes.
+.PHONY: bench-algorithms
+bench-algorithms: broker
+	$(PY) -m bench.algorithms
+
 clean:
 	rm -rf $(VENV) tests/artifacts .pytest_cache

@@ -9,6 +9,7 @@ many threads: each thread waits on its own replies.
 import os
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,24 @@ Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
 FAN_OUT_THREADS = 8
 
 
+class _ProducerApp(Celery):
+    """A Celery app whose threads each get a reply queue of their own, even across reuse.
+
+    Celery names a thread's rpc reply queue after `threading.get_ident()`, which Python
+    hands again to a new thread once an old one ended; the new thread then shares a reply
+    queue name with the dead thread's consumer, and its replies are lost or its consume
+    fails with NOT_FOUND. A random id per thread cannot collide.
+    """
+
+    @property
+    def thread_oid(self) -> str:
+        try:
+            return self._local.oid
+        except AttributeError:
+            self._local.oid = oid = str(uuid.uuid4())
+            return oid
+
+
 class Client:
     """A connection to the platform; safe to share across threads.
 
@@ -41,7 +60,7 @@ class Client:
     """
 
     def __init__(self, broker_url: str | None = None, *, timeout: float | None = None):
-        self.app = Celery("speech-producer", set_as_current=False)
+        self.app = _ProducerApp("speech-producer", set_as_current=False)
         self.app.config_from_object(celeryconfig)
         if broker_url:
             self.app.conf.broker_url = broker_url

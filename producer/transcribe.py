@@ -131,7 +131,9 @@ def _fan_out(
     pool = client.fan_out_pool()
     answers: list[dict[str, Any]] = [{} for _ in segments]
     index: dict[Future[dict[str, Any]], int] = {}
-    queued = iter(enumerate(segments))
+    # Longest first: a long segment sent last would run alone while the other workers idle.
+    by_length = sorted(enumerate(segments), key=lambda item: item[1]["start"] - item[1]["end"])
+    queued = iter(by_length)
     done_count = 0
     try:
         for i, seg in itertools.islice(queued, parallel):
