@@ -44,13 +44,14 @@ def reduce(samples: np.ndarray, **options: Any) -> dict[str, Any]:
     check_range("prop_decrease", opts["prop_decrease"], 0.0, 1.0)
     # Stationary gating estimates one noise profile for the whole clip (steady hiss, hum);
     # non-stationary tracks a moving noise floor (2 s time constant).
-    cleaned = noisereduce.reduce_noise(
-        y=samples,
-        sr=SAMPLE_RATE,
-        stationary=opts["stationary"],
-        prop_decrease=float(opts["prop_decrease"]),
-        n_fft=512,
-    )
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 on silence: handled below
+        cleaned = noisereduce.reduce_noise(
+            y=samples,
+            sr=SAMPLE_RATE,
+            stationary=opts["stationary"],
+            prop_decrease=float(opts["prop_decrease"]),
+            n_fft=512,
+        )
     # The non-stationary gate divides by a smoothed spectrum: digital silence gives 0/0.
     cleaned = np.nan_to_num(cleaned, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     removed = samples - cleaned
