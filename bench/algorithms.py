@@ -134,8 +134,9 @@ def main() -> int:
                 speedup = transcribe_speedup(client, vhost, args.rounds)
     finally:
         vhost.delete()
-    print("| algorithm (5 s clip, 1 worker process) | latency | RTF | calls/s | h audio / h |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    if rows:
+        print("| algorithm (5 s clip, 1 worker process) | latency | RTF | calls/s | h audio / h |")
+        print("| --- | ---: | ---: | ---: | ---: |")
     for r in rows:
         rtf = r["latency"] / CLIP_SECONDS
         hours = r["calls_s"] * CLIP_SECONDS
