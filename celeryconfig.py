@@ -68,7 +68,7 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # Each process reserves one task beyond the one it runs; with the prefork pool this keeps a
 # backlog draining at full speed (the solo pool + multiplier 1 collapses: see bench/).
-worker_prefetch_multiplier = 1
+worker_prefetch_multiplier = _env_int("SPEECH_PREFETCH_MULTIPLIER", 1)
 task_track_started = False
 worker_send_task_events = False
 # Hard limits stay well below RabbitMQ's consumer_timeout (30 min) for late-acked tasks.

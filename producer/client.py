@@ -1,9 +1,9 @@
 """The producer library: call speech algorithms over RabbitMQ with RPC semantics.
 
 Each call publishes one Celery task to the algorithm's queue and waits for the answer on
-the caller's reply queue (`rpc://`) with `apply_async(...).get(timeout)`. Celery keeps one
-result backend (one reply queue and consumer) per thread, so a Client can be shared by
-many threads: each thread waits on its own replies.
+a reply queue of the caller's (`rpc://`) with `apply_async(...).get(timeout)`. Each call
+in flight has a reply queue of its own (see producer/lanes.py), so one Client can be
+shared by many threads.
 """
 
 import os
@@ -24,6 +24,7 @@ from producer.errors import (
     RemoteError,
     SpeechError,
 )
+from producer.lanes import Lanes
 
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -40,6 +41,16 @@ class Client:
         self.app.config_from_object(celeryconfig)
         if broker_url:
             self.app.conf.broker_url = broker_url
+        # A caller must hear "broker down" within seconds: bound kombu's connection retries
+        # (its default keeps retrying for the whole connect timeout, then retries publishes).
+        self.app.conf.broker_transport_options = {
+            **self.app.conf.broker_transport_options,
+            "max_retries": 2,
+            "interval_start": 0.5,
+            "interval_step": 0.5,
+            "interval_max": 1.0,
+        }
+        self.lanes = Lanes(self.app)
         self.timeout = celeryconfig.default_timeout if timeout is None else timeout
         self.max_payload_bytes: int = celeryconfig.max_payload_bytes
         self.algorithms: tuple[str, ...] = celeryconfig.ALGORITHMS
@@ -51,6 +62,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        self.lanes.close()
         self.app.close()
 
     # --- calls -------------------------------------------------------------------------
@@ -112,6 +124,12 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}")
+        with self.lanes.borrow():
+            return self._publish_and_wait(task, queue, args, kwargs, timeout)
+
+    def _publish_and_wait(
+        self, task: str, queue: str, args: list[Any], kwargs: dict[str, Any], timeout: float
+    ) -> Any:
         try:
             # The request expires with the caller's patience: workers skip it unrun if it
             # is still queued when nobody waits for the answer any more.
