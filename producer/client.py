@@ -7,6 +7,7 @@ shared by many threads.
 """
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from producer.errors import (
     SpeechError,
 )
 from producer.lanes import Lanes
+from producer.topology import declare_dead_letters
 
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -51,6 +53,8 @@ class Client:
             "interval_max": 1.0,
         }
         self.lanes = Lanes(self.app)
+        self._declared = threading.Event()
+        self._declare_lock = threading.Lock()
         self.timeout = celeryconfig.default_timeout if timeout is None else timeout
         self.max_payload_bytes: int = celeryconfig.max_payload_bytes
         self.algorithms: tuple[str, ...] = celeryconfig.ALGORITHMS
@@ -124,6 +128,7 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self._declare_topology()
         with self.lanes.borrow():
             return self._publish_and_wait(task, queue, args, kwargs, timeout)
 
@@ -151,6 +156,20 @@ class Client:
             raise BrokerUnavailable(f"lost RabbitMQ at {self._where()}: {exc}") from exc
         except Exception as exc:  # the remote algorithm's own error, rebuilt by Celery
             raise RemoteError(type(exc).__name__, str(exc)) from exc
+
+    def _declare_topology(self) -> None:
+        if self._declared.is_set():
+            return
+        with self._declare_lock:
+            if self._declared.is_set():
+                return
+            try:
+                with self.app.connection_for_write() as conn:
+                    conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
+                    declare_dead_letters(conn)
+            except OperationalError as exc:
+                raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
+            self._declared.set()
 
     def _where(self) -> str:
         return self.app.connection_for_write().as_uri()
