@@ -116,7 +116,10 @@ worker_send_task_events = False
 # Hard limits stay well below RabbitMQ's consumer_timeout (30 min) for late-acked tasks.
 task_soft_time_limit = _env_int("SPEECH_SOFT_TIME_LIMIT", 120)
 task_time_limit = _env_int("SPEECH_HARD_TIME_LIMIT", 150)
+# A leak cannot grow a worker without bound: a child is replaced after this many tasks or
+# once its resident memory passes this many KiB (checked after each task).
 worker_max_tasks_per_child = _env_int("SPEECH_MAX_TASKS_PER_CHILD", 2000)
+worker_max_memory_per_child = _env_int("SPEECH_MAX_MEMORY_PER_CHILD_KB", 2_000_000)
 worker_hijack_root_logger = False
 
 # --- Input limits (checked by the producer before sending, and again by the worker) ----
