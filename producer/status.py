@@ -92,9 +92,9 @@ def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0
     if url:
         try:
             _add_management(url, client, rows)
-            result.management = url.split("@")[-1]
+            result.management = _redact(url)
         except (OSError, ValueError) as exc:  # URLError, timeouts and bad JSON
-            result.management_error = f"{url.split('@')[-1]}: {exc}"
+            result.management_error = f"{_redact(url)}: {exc}"
     return result
 
 
@@ -147,6 +147,13 @@ def management_url(client: Client) -> str | None:
     user = urllib.parse.quote(conn.userid or "guest", safe="")
     password = urllib.parse.quote(conn.password or "guest", safe="")
     return f"http://{user}:{password}@{conn.hostname or 'localhost'}:{MANAGEMENT_PORT}"
+
+
+def _redact(url: str) -> str:
+    """The URL without its credentials, fit to print."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _add_management(url: str, client: Client, rows: dict[str, QueueStatus]) -> None:
