@@ -67,7 +67,9 @@ def _setup(**_: Any) -> None:
     """Give the task log its own handler in the worker's main process (children inherit)."""
     fmt = app.conf.task_log_format
     if fmt not in FORMATS:
-        raise ValueError(
+        # SystemExit, not ValueError: Celery logs and swallows a signal handler's Exception,
+        # and a worker must not run silently without the log it was configured to write.
+        raise SystemExit(
             f"task_log_format (SPEECH_TASK_LOG_FORMAT) is {fmt!r}; use one of {FORMATS}"
         )
     if fmt == "off" or log.handlers:
