@@ -127,3 +127,22 @@ max_payload_bytes = _env_int("SPEECH_MAX_PAYLOAD_BYTES", 32 * 1024 * 1024)
 max_audio_seconds = _env_float("SPEECH_MAX_AUDIO_SECONDS", 600.0)
 # Default seconds a producer waits for an answer.
 default_timeout = _env_float("SPEECH_TIMEOUT", 60.0)
+
+# --- Operations: events, task logs, Flower, status --------------------------------------
+# The producer announces each task (task-sent event) with its queue and routing key, so
+# Flower can show which queue a task went to; workers only add their own events while
+# Flower (or `celery events`) asks for them.
+task_send_sent_event = _env("SPEECH_SENT_EVENTS", "1") not in ("0", "false", "no")
+# One line per finished task: "keyvalue" (task_id=... queue=asr ...) or "json".
+task_log_format = _env("SPEECH_TASK_LOG_FORMAT", "keyvalue")
+# Flower (read by flowerconfig.py). Credentials are "user:password[,user2:password2]".
+flower_basic_auth = _env("FLOWER_BASIC_AUTH", "")
+# Flower refuses to start without credentials unless this says it is a local trial.
+flower_local_trial = _env("SPEECH_FLOWER_LOCAL_TRIAL", "0") in ("1", "true", "yes")
+flower_db = _env("FLOWER_DB", "flower.db")
+flower_persistent = _env("FLOWER_PERSISTENT", "1") not in ("0", "false", "no")
+# Save Flower's state every minute too, so a crash loses at most a minute of history.
+flower_state_save_interval = _env_int("FLOWER_STATE_SAVE_INTERVAL", 60_000)
+# RabbitMQ's management API, for the extra columns of `producer status`: "" derives
+# http://<broker host>:15672 with the broker's credentials; "off" never asks it.
+management_url = _env("SPEECH_MANAGEMENT_URL", "")

@@ -17,6 +17,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 
 import celeryconfig
+from producer.describe import args_repr, kwargs_repr
 from producer.errors import (
     BrokerUnavailable,
     CallTimeout,
@@ -138,8 +139,12 @@ class Client:
         try:
             # The request expires with the caller's patience: workers skip it unrun if it
             # is still queued when nobody waits for the answer any more.
+            # argsrepr/kwargsrepr: events (Flower) show "<WAV 88 kB>", never the raw audio.
             result = self.app.signature(task, args=args, kwargs=kwargs).apply_async(
-                queue=queue, expires=timeout
+                queue=queue,
+                expires=timeout,
+                argsrepr=args_repr(args),
+                kwargsrepr=kwargs_repr(kwargs),
             )
         except OperationalError as exc:
             raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
