@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from amqp.exceptions import MessageNacked
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
@@ -22,6 +23,7 @@ from producer.errors import (
     BrokerUnavailable,
     CallTimeout,
     InvalidInput,
+    Overloaded,
     PayloadTooLarge,
     RemoteError,
     SpeechError,
@@ -146,7 +148,12 @@ class Client:
                 argsrepr=args_repr(args),
                 kwargsrepr=kwargs_repr(kwargs),
             )
-        except OperationalError as exc:
+        except (MessageNacked, OperationalError) as exc:
+            if _refused_by_broker(exc):
+                raise Overloaded(
+                    f"queue {queue!r} is full ({celeryconfig.max_backlog} requests waiting,"
+                    " SPEECH_MAX_BACKLOG): retry later, or add workers"
+                ) from None
             raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
         try:
             return result.get(timeout=timeout)
@@ -178,3 +185,13 @@ class Client:
 
     def _where(self) -> str:
         return self.app.connection_for_write().as_uri()
+
+
+def _refused_by_broker(exc: BaseException | None) -> bool:
+    """Did the broker nack the publish (a full queue with reject-publish)? kombu sometimes
+    wraps the nack in its own OperationalError."""
+    while exc is not None:
+        if isinstance(exc, MessageNacked):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
