@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
-.PHONY: demo test lint format bench broker install clean
+.PHONY: demo test lint format bench broker install clean system-deps
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,24 @@ demo: broker
 	  $(PY) -m producer asr $$f; \
 	done
 
-test: broker
+test: broker system-deps
 	$(PY) -m pytest
+
+# What the operations tests need from the system, installed only when missing (CI runs as
+# root): Debian's chromium (browser check of Flower), docker-compose (validates
+# docker/docker-compose.yml) and RabbitMQ's management API (extras of `producer status`).
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@if command -v rabbitmq-plugins >/dev/null; then \
+	  rabbitmq-plugins -q enable rabbitmq_management >/dev/null \
+	  || echo "warning: could not enable rabbitmq_management (tests/ops/test_status.py will fail)"; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -31,9 +31,45 @@ OPERATIONS = {"speaker": ("embed", "verify")}
 EXCHANGE_NAME = _env("SPEECH_EXCHANGE", "speech")
 speech_exchange = Exchange(EXCHANGE_NAME, type="direct", durable=True)
 
-task_queues = tuple(
-    Queue(name, speech_exchange, routing_key=name, durable=True) for name in ALGORITHMS
+# What the queues reject or give up on goes to one dead-letter queue, for an operator to
+# inspect: refused or undecodable messages, unknown tasks, requests over the redelivery cap,
+# requests that expired unrun. Nothing vanishes silently.
+DEAD_LETTER_NAME = _env("SPEECH_DEAD_LETTER", "speech.dead")
+dead_letter_exchange = Exchange(DEAD_LETTER_NAME, type="fanout", durable=True)
+dead_letter_queue = Queue(
+    DEAD_LETTER_NAME,
+    dead_letter_exchange,
+    durable=True,
+    queue_arguments={"x-queue-type": "quorum"},
 )
+# Peak shaving with a known bound: past this many waiting requests the broker refuses new
+# ones and the producer raises Overloaded at once (publisher confirms carry the refusal).
+max_backlog = _env_int("SPEECH_MAX_BACKLOG", 1000)
+# A request that kills its worker is redelivered at most this many times, then dead-lettered.
+max_redeliveries = _env_int("SPEECH_MAX_REDELIVERIES", 3)
+
+
+def _algorithm_queue(name: str) -> Queue:
+    # Quorum queues: replicated when the broker is a cluster, and they count deliveries
+    # (x-delivery-limit), which classic queues cannot.
+    return Queue(
+        name,
+        speech_exchange,
+        routing_key=name,
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": DEAD_LETTER_NAME,
+            "x-delivery-limit": max_redeliveries,
+            # Quorum queues admit one message past x-max-length before refusing
+            # (measured on 3.10), so this bounds the backlog at exactly max_backlog.
+            "x-max-length": max(0, max_backlog - 1),
+            "x-overflow": "reject-publish",
+        },
+    )
+
+
+task_queues = tuple(_algorithm_queue(name) for name in ALGORITHMS)
 # Task name -> queue. `speech.ping` has no fixed queue: callers pick the queue to probe.
 task_routes = {f"speech.{name}": {"queue": name} for name in ALGORITHMS if name not in OPERATIONS}
 task_routes |= {
@@ -53,6 +89,9 @@ result_backend = "rpc://"
 result_persistent = False
 broker_connection_timeout = _env_float("SPEECH_CONNECT_TIMEOUT", 4.0)
 broker_connection_retry_on_startup = True
+# Publisher confirms: a publish returns only once the broker has the message (or refused
+# it: full queue), so nothing is dropped silently under memory or disk alarms.
+broker_transport_options = {"confirm_publish": True}
 # A producer that cannot publish must say so within seconds, not retry forever.
 task_publish_retry_policy = {
     "max_retries": 2,
@@ -69,18 +108,24 @@ accept_content = ["msgpack"]
 result_accept_content = ["msgpack"]
 
 # --- Delivery and worker behaviour ------------------------------------------------------
-# Ack after the task ran, so a worker that dies mid-task leaves the request queued.
+# Ack after the task ran, so a worker that dies mid-task leaves the request queued; the
+# queue's delivery limit stops a request that kills its worker every time.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# Undecodable and refused messages are dead-lettered rather than acked away.
+worker_consumer = "tasks.consumer:DeadLetteringConsumer"
 # Each process reserves one task beyond the one it runs; with the prefork pool this keeps a
 # backlog draining at full speed (the solo pool + multiplier 1 collapses: see bench/).
-worker_prefetch_multiplier = 1
+worker_prefetch_multiplier = _env_int("SPEECH_PREFETCH_MULTIPLIER", 1)
 task_track_started = False
 worker_send_task_events = False
 # Hard limits stay well below RabbitMQ's consumer_timeout (30 min) for late-acked tasks.
 task_soft_time_limit = _env_int("SPEECH_SOFT_TIME_LIMIT", 120)
 task_time_limit = _env_int("SPEECH_HARD_TIME_LIMIT", 150)
+# A leak cannot grow a worker without bound: a child is replaced after this many tasks or
+# once its resident memory passes this many KiB (checked after each task).
 worker_max_tasks_per_child = _env_int("SPEECH_MAX_TASKS_PER_CHILD", 2000)
+worker_max_memory_per_child = _env_int("SPEECH_MAX_MEMORY_PER_CHILD_KB", 2_000_000)
 worker_hijack_root_logger = False
 # Each pool process loads and warms its models before it reports "up"; loading torch and a
 # speaker encoder takes several seconds on a busy machine, beyond Celery's 4 s default,
@@ -92,3 +137,22 @@ max_payload_bytes = _env_int("SPEECH_MAX_PAYLOAD_BYTES", 32 * 1024 * 1024)
 max_audio_seconds = _env_float("SPEECH_MAX_AUDIO_SECONDS", 600.0)
 # Default seconds a producer waits for an answer.
 default_timeout = _env_float("SPEECH_TIMEOUT", 60.0)
+
+# --- Operations: events, task logs, Flower, status --------------------------------------
+# The producer announces each task (task-sent event) with its queue and routing key, so
+# Flower can show which queue a task went to; workers only add their own events while
+# Flower (or `celery events`) asks for them.
+task_send_sent_event = _env("SPEECH_SENT_EVENTS", "1") not in ("0", "false", "no")
+# One line per finished task: "keyvalue" (task_id=... queue=asr ...) or "json".
+task_log_format = _env("SPEECH_TASK_LOG_FORMAT", "keyvalue")
+# Flower (read by flowerconfig.py). Credentials are "user:password[,user2:password2]".
+flower_basic_auth = _env("FLOWER_BASIC_AUTH", "")
+# Flower refuses to start without credentials unless this says it is a local trial.
+flower_local_trial = _env("SPEECH_FLOWER_LOCAL_TRIAL", "0") in ("1", "true", "yes")
+flower_db = _env("FLOWER_DB", "flower.db")
+flower_persistent = _env("FLOWER_PERSISTENT", "1") not in ("0", "false", "no")
+# Save Flower's state every minute too, so a crash loses at most a minute of history.
+flower_state_save_interval = _env_int("FLOWER_STATE_SAVE_INTERVAL", 60_000)
+# RabbitMQ's management API, for the extra columns of `producer status`: "" derives
+# http://<broker host>:15672 with the broker's credentials; "off" never asks it.
+management_url = _env("SPEECH_MANAGEMENT_URL", "")

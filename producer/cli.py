@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     ping.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
     cli_algorithms.add_parsers(sub, _add_output_options)
+
+    status = sub.add_parser("status", help="backlog, consumers and live workers per queue")
+    status.add_argument("queues", nargs="*", metavar="QUEUE", help="default: every algorithm")
+    status.add_argument("--timeout", type=float, default=5.0, help="ping seconds (default 5)")
+    status.add_argument("--json", action="store_true", help="one JSON object")
     return parser
 
 
@@ -123,8 +128,19 @@ def _asr(client: Client, args: argparse.Namespace) -> int:
     return run_files(args, lambda f: client.asr(f, timeout=args.timeout), lambda r: r["text"])
 
 
+def _status(client: Client, args: argparse.Namespace) -> int:
+    from producer.status import format_table, status
+
+    result = status(client, args.queues, timeout=args.timeout)
+    print(json.dumps(result.as_dict()) if args.json else format_table(result), flush=True)
+    if result.dead:
+        _error(f"no live worker on: {', '.join(result.dead)}")
+    return EXIT_FAILED if result.dead else EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "asr": _asr,
     "ping": _ping,
+    "status": _status,
     **cli_algorithms.COMMANDS,
 }

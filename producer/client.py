@@ -1,55 +1,38 @@
 """The producer library: call speech algorithms over RabbitMQ with RPC semantics.
 
 Each call publishes one Celery task to the algorithm's queue and waits for the answer on
-the caller's reply queue (`rpc://`) with `apply_async(...).get(timeout)`. Celery keeps one
-result backend (one reply queue and consumer) per thread, so a Client can be shared by
-many threads: each thread waits on its own replies.
+a reply queue of the caller's (`rpc://`) with `apply_async(...).get(timeout)`. Each call
+in flight has a reply queue of its own (see producer/lanes.py), so one Client can be
+shared by many threads.
 """
 
 import os
 import threading
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from amqp.exceptions import MessageNacked
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 
 import celeryconfig
 from producer.arrays import unpack_all
+from producer.describe import args_repr, kwargs_repr
 from producer.errors import (
     BrokerUnavailable,
     CallTimeout,
     InvalidInput,
+    Overloaded,
     PayloadTooLarge,
     RemoteError,
     SpeechError,
 )
+from producer.lanes import Lanes
+from producer.topology import declare_dead_letters
 
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
-# Threads a Client keeps for fanning calls out (transcribe); they live as long as it does.
-FAN_OUT_THREADS = 8
-
-
-class _ProducerApp(Celery):
-    """A Celery app whose threads each get a reply queue of their own, even across reuse.
-
-    Celery names a thread's rpc reply queue after `threading.get_ident()`, which Python
-    hands again to a new thread once an old one ended; the new thread then shares a reply
-    queue name with the dead thread's consumer, and its replies are lost or its consume
-    fails with NOT_FOUND. A random id per thread cannot collide.
-    """
-
-    @property
-    def thread_oid(self) -> str:
-        try:
-            return self._local.oid
-        except AttributeError:
-            self._local.oid = oid = str(uuid.uuid4())
-            return oid
 
 
 class Client:
@@ -60,16 +43,26 @@ class Client:
     """
 
     def __init__(self, broker_url: str | None = None, *, timeout: float | None = None):
-        self.app = _ProducerApp("speech-producer", set_as_current=False)
+        self.app = Celery("speech-producer", set_as_current=False)
         self.app.config_from_object(celeryconfig)
         if broker_url:
             self.app.conf.broker_url = broker_url
+        # A caller must hear "broker down" within seconds: bound kombu's connection retries
+        # (its default keeps retrying for the whole connect timeout, then retries publishes).
+        self.app.conf.broker_transport_options = {
+            **self.app.conf.broker_transport_options,
+            "max_retries": 2,
+            "interval_start": 0.5,
+            "interval_step": 0.5,
+            "interval_max": 1.0,
+        }
+        self.lanes = Lanes(self.app)
+        self._declared = threading.Event()
+        self._declare_lock = threading.Lock()
         self.timeout = celeryconfig.default_timeout if timeout is None else timeout
         self.max_payload_bytes: int = celeryconfig.max_payload_bytes
         self.algorithms: tuple[str, ...] = celeryconfig.ALGORITHMS
         # "asr", "speaker.embed", ...: what `call` accepts, one per task the workers serve
-        self._fan_out: ThreadPoolExecutor | None = None
-        self._fan_out_lock = threading.Lock()
         self.operations: dict[str, str] = {
             task.removeprefix("speech."): route["queue"]
             for task, route in celeryconfig.task_routes.items()
@@ -82,21 +75,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        if self._fan_out is not None:
-            self._fan_out.shutdown(wait=True, cancel_futures=True)
+        self.lanes.close()
         self.app.close()
-
-    def fan_out_pool(self) -> ThreadPoolExecutor:
-        """This Client's threads for parallel calls, started on first use.
-
-        Never a short-lived pool per call: Celery names a thread's rpc reply queue after
-        `threading.get_ident()`, which a new thread can inherit from a finished one whose
-        reply consumer is still open; that stale consumer then takes half of the replies.
-        """
-        with self._fan_out_lock:
-            if self._fan_out is None:
-                self._fan_out = ThreadPoolExecutor(FAN_OUT_THREADS, "speech-fan-out")
-            return self._fan_out
 
     # --- calls -------------------------------------------------------------------------
     def call(
@@ -213,13 +193,29 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self._declare_topology()
+        with self.lanes.borrow():
+            return self._publish_and_wait(task, queue, args, kwargs, timeout)
+
+    def _publish_and_wait(
+        self, task: str, queue: str, args: list[Any], kwargs: dict[str, Any], timeout: float
+    ) -> Any:
         try:
             # The request expires with the caller's patience: workers skip it unrun if it
             # is still queued when nobody waits for the answer any more.
+            # argsrepr/kwargsrepr: events (Flower) show "<WAV 88 kB>", never the raw audio.
             result = self.app.signature(task, args=args, kwargs=kwargs).apply_async(
-                queue=queue, expires=timeout
+                queue=queue,
+                expires=timeout,
+                argsrepr=args_repr(args),
+                kwargsrepr=kwargs_repr(kwargs),
             )
-        except OperationalError as exc:
+        except (MessageNacked, OperationalError) as exc:
+            if _refused_by_broker(exc):
+                raise Overloaded(
+                    f"queue {queue!r} is full ({celeryconfig.max_backlog} requests waiting,"
+                    " SPEECH_MAX_BACKLOG): retry later, or add workers"
+                ) from None
             raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
         try:
             return result.get(timeout=timeout)
@@ -235,5 +231,29 @@ class Client:
         except Exception as exc:  # the remote algorithm's own error, rebuilt by Celery
             raise RemoteError(type(exc).__name__, str(exc)) from exc
 
+    def _declare_topology(self) -> None:
+        if self._declared.is_set():
+            return
+        with self._declare_lock:
+            if self._declared.is_set():
+                return
+            try:
+                with self.app.connection_for_write() as conn:
+                    conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
+                    declare_dead_letters(conn)
+            except OperationalError as exc:
+                raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
+            self._declared.set()
+
     def _where(self) -> str:
         return self.app.connection_for_write().as_uri()
+
+
+def _refused_by_broker(exc: BaseException | None) -> bool:
+    """Did the broker nack the publish (a full queue with reject-publish)? kombu sometimes
+    wraps the nack in its own OperationalError."""
+    while exc is not None:
+        if isinstance(exc, MessageNacked):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

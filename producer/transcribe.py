@@ -9,10 +9,10 @@ time of one recording. Needs numpy and soundfile on the producer host (imported 
 import io
 import itertools
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from producer.client import FAN_OUT_THREADS, Audio, Client
+from producer.client import Audio, Client
 from producer.errors import InvalidAudio, InvalidOptions
 
 # Silence kept around each segment: pocketsphinx needs a little to settle before a word.
@@ -20,6 +20,7 @@ DEFAULT_PAD = 0.2
 # Longer segments are cut in equal parts, so one long stretch of speech still spreads over
 # the workers. A cut can fall inside a word; VAD normally ends segments at pauses first.
 DEFAULT_MAX_SEGMENT = 20.0
+MAX_PARALLEL = 16  # calls in flight per recording: each holds a reply queue while it waits
 Progress = Callable[[int, int], None]
 
 
@@ -95,11 +96,11 @@ def transcribe(
     """Transcribe `audio` of any length up to the workers' maximum.
 
     `parallel` segments are in flight at once (at least the number of asr worker
-    processes, at most FAN_OUT_THREADS); `timeout` bounds each call;
+    processes, at most MAX_PARALLEL); `timeout` bounds each call;
     `on_progress(done, total)` follows the segments.
     """
-    if not 1 <= parallel <= FAN_OUT_THREADS:
-        raise InvalidOptions(f"parallel must be 1 to {FAN_OUT_THREADS}, got {parallel!r}")
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise InvalidOptions(f"parallel must be 1 to {MAX_PARALLEL}, got {parallel!r}")
     data = client.read_audio(audio)
     # The vad worker checks the audio first: bad input fails with the same errors as asr.
     found = client.vad(data, timeout, **{"pad": DEFAULT_PAD, **(vad_options or {})})
@@ -128,13 +129,13 @@ def _fan_out(
     def one(seg: dict[str, float]) -> dict[str, Any]:
         return client.asr(cut_wav(samples, rate, seg["start"], seg["end"]), timeout)
 
-    pool = client.fan_out_pool()
     answers: list[dict[str, Any]] = [{} for _ in segments]
     index: dict[Future[dict[str, Any]], int] = {}
     # Longest first: a long segment sent last would run alone while the other workers idle.
     by_length = sorted(enumerate(segments), key=lambda item: item[1]["start"] - item[1]["end"])
     queued = iter(by_length)
     done_count = 0
+    pool = ThreadPoolExecutor(min(parallel, len(segments)), "speech-transcribe")
     try:
         for i, seg in itertools.islice(queued, parallel):
             index[pool.submit(one, seg)] = i
@@ -150,4 +151,5 @@ def _fan_out(
     finally:
         for future in index:
             future.cancel()  # on error: what is not running yet is not sent at all
+        pool.shutdown(wait=False)
     return answers
