@@ -65,8 +65,10 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The RPC path beside a raw pika baseline, then every algorithm and the transcribe fan-out.
 bench: broker
 	$(PY) -m bench.rpc
+	$(PY) -m bench.algorithms
 
 # RTF and calls/s per algorithm, and the transcribe speed-up from 1 to 2 asr processes.
 .PHONY: bench-algorithms
