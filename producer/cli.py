@@ -29,6 +29,14 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("queue")
     ping.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     ping.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
+
+    serve = sub.add_parser("serve", help="HTTP gateway and try-it page (producer/gateway.py)")
+    serve.add_argument("--host", help="bind address (default: SPEECH_GATEWAY_HOST)")
+    serve.add_argument("--port", type=int, help="port (default: SPEECH_GATEWAY_PORT)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    bridge = sub.add_parser("bridge", help="plain AMQP request/reply on rpc.<algorithm> queues")
+    bridge.add_argument("--concurrency", type=int, help="default: SPEECH_BRIDGE_CONCURRENCY")
     return parser
 
 
@@ -121,7 +129,21 @@ def _asr(client: Client, args: argparse.Namespace) -> int:
     return run_files(args, lambda f: client.asr(f, timeout=args.timeout), lambda r: r["text"])
 
 
+def _serve(client: Client, args: argparse.Namespace) -> int:
+    from producer.gateway import serve  # FastAPI only for this subcommand
+
+    return serve(client, args)
+
+
+def _bridge(client: Client, args: argparse.Namespace) -> int:
+    from producer.bridge import run_bridge  # pika only for this subcommand
+
+    return run_bridge(client, args)
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "asr": _asr,
     "ping": _ping,
+    "serve": _serve,
+    "bridge": _bridge,
 }
