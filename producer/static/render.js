@@ -61,8 +61,11 @@ const SpeechRender = (() => {
     ctx.stroke();
     ctx.font = "12px system-ui"; ctx.textBaseline = "top";
     (overlay.words || []).forEach((wd, i) => {
-      ctx.fillStyle = "rgba(37,99,235,0.12)";
+      // Alternate shades and a start line keep back-to-back words apart.
+      ctx.fillStyle = i % 2 ? "rgba(37,99,235,0.07)" : "rgba(37,99,235,0.17)";
       ctx.fillRect(x(wd.start), 0, x(wd.end) - x(wd.start), h);
+      ctx.fillStyle = "rgba(29,78,216,0.5)";
+      ctx.fillRect(x(wd.start), 0, 1, h);
       ctx.fillStyle = "#1d4ed8";
       ctx.fillText(wd.word, x(wd.start) + 2, 4 + (i % 2) * 14);
     });

@@ -24,7 +24,8 @@ function call(body) {
   const correlationId = randomUUID();
   const reply = new Promise((resolve, reject) => {
     waiting.set(correlationId, resolve);
-    setTimeout(() => reject(new Error(`no reply for ${correlationId}`)), TIMEOUT_MS);
+    // unref: a pending timer must not keep the process alive once every reply is in
+    setTimeout(() => reject(new Error(`no reply for ${correlationId}`)), TIMEOUT_MS).unref();
   });
   channel.sendToQueue(`rpc.${algorithm}`, body, { replyTo: REPLY_TO, correlationId });
   return reply.then((r) => ({ correlationId, reply: r }));
