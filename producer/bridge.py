@@ -44,7 +44,7 @@ DRAIN_SECONDS = 30.0
 def parse_request(body: bytes) -> tuple[bytes, dict[str, Any], float | None]:
     """The audio, options and timeout of a request body; InvalidInput says what is wrong."""
     try:
-        request = msgpack.unpackb(body, raw=False)
+        request = msgpack.unpackb(body, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise InvalidInput(f"request body is not msgpack ({exc or type(exc).__name__})") from None
     if not isinstance(request, dict):
