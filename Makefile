@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
-.PHONY: demo test lint format bench broker install clean
+.PHONY: demo test lint format bench broker install clean test-clients
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,19 @@ demo: broker
 	  $(PY) -m producer asr $$f; \
 	done
 
-test: broker
+test: broker test-clients
 	$(PY) -m pytest
+
+# What the gateway/bridge tests drive besides Python: Debian chromium for the try-it page
+# (Playwright uses it; no browser download) and Node + amqplib as a non-Python backend.
+# Installs only what is missing (apt-get needs root, as on CI).
+test-clients: tests/node/node_modules/.installed
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+tests/node/node_modules/.installed: tests/node/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+	cd tests/node && npm ci --no-audit --no-fund
+	touch $@
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -53,4 +64,4 @@ bench: broker
 	$(PY) -m bench.rpc
 
 clean:
-	rm -rf $(VENV) tests/artifacts .pytest_cache
+	rm -rf $(VENV) tests/artifacts .pytest_cache tests/node/node_modules
