@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPConnectionError, AMQPError
+from pika.exceptions import AMQPConnectionError, AMQPError, ChannelClosedByBroker
 from pika.spec import Basic, BasicProperties
 
 import celeryconfig
@@ -37,6 +37,7 @@ from producer.errors import InvalidInput, SpeechError
 log = logging.getLogger("speech.bridge")
 REQUEST_KEYS = {"audio", "options", "timeout"}
 REPLY_PROPERTIES = {"content_type": "application/msgpack"}
+PRECONDITION_FAILED = 406  # AMQP reply code: a queue exists with other arguments
 # Seconds a stopping bridge waits for calls in flight to be answered.
 DRAIN_SECONDS = 30.0
 
@@ -89,13 +90,19 @@ class Bridge:
         self._channels: list[BlockingChannel] = []
 
     # --- life cycle ------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self) -> int:
         """Serve until stop(); reconnect with backoff when the broker goes away."""
         backoff = 0.5
         while not self.stopping.is_set():
             try:
                 self._serve_connection()
                 backoff = 0.5
+            except ChannelClosedByBroker as exc:
+                if exc.reply_code != PRECONDITION_FAILED:
+                    raise
+                # Retrying cannot help: an rpc.* queue exists with other arguments.
+                log.error("cannot declare the bridge queues: %s", exc.reply_text)
+                return 1
             except AMQPConnectionError as exc:
                 log.warning("broker unreachable (%s); retrying in %.1f s", exc or "closed", backoff)
             except AMQPError as exc:
@@ -103,6 +110,7 @@ class Bridge:
             if not self.stopping.wait(backoff):
                 backoff = min(backoff * 2, 10.0)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        return 0
 
     def stop(self) -> None:
         """Stop taking requests; requests in flight are still answered (from any thread)."""
@@ -225,6 +233,6 @@ def run_bridge(client: Client, args: argparse.Namespace) -> int:
     bridge = Bridge(client, args.concurrency or celeryconfig.bridge_concurrency)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop())
-    bridge.run()
+    status = bridge.run()
     log.info("bridge stopped")
-    return 0
+    return status

@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import celeryconfig
 from producer import wire
@@ -104,6 +105,12 @@ def create_app(
         if status == 503:
             headers["Retry-After"] = str(getattr(exc, "retry_after", None) or retry_after)
         return JSONResponse({"error": wire.error_body(exc)}, status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Framework errors (bad multipart, unknown path, wrong method) in the same shape.
+        body = {"error": {"type": "HTTPError", "message": str(exc.detail)}}
+        return JSONResponse(body, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(_Unauthorized)
     async def unauthorized(_: Request, __: _Unauthorized) -> JSONResponse:

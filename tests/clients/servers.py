@@ -94,3 +94,8 @@ class Bridge(Producer):
         super().start()
         self.wait_until(lambda: "bridge consuming" in self.log())
         return self
+
+    def start_process(self) -> "Bridge":
+        """Start without waiting for it to consume (for bridges expected to fail)."""
+        super().start()
+        return self

@@ -206,3 +206,19 @@ def _wait_for(condition: Any, timeout: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.3)
+
+
+def test_a_conflicting_queue_stops_the_bridge_with_a_clear_error() -> None:
+    # Given an rpc.asr queue declared by someone else without the dead-letter exchange
+    vhost = Vhost().create()
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(vhost.url))
+        connection.channel().queue_declare("rpc.asr", durable=True)
+        connection.close()
+        # Then the bridge exits non-zero and says why instead of retrying forever
+        server = Bridge(vhost.url).start_process()
+        assert server.proc is not None and server.proc.wait(30) == 1
+        assert "cannot declare the bridge queues" in server.log()
+        assert "x-dead-letter-exchange" in server.log()
+    finally:
+        vhost.delete()

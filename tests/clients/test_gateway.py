@@ -63,8 +63,25 @@ def test_multipart_upload_with_curl(gateway: Gateway) -> None:
         ("/v1/asr?timeout=-1", {"content": FOX.read_bytes()}, 400, "InvalidInput", "timeout"),
         ("/v1/asr", {"files": {"clip": FOX.read_bytes()}}, 400, "InvalidInput", "'audio' file"),
         ("/v1/asr", {"content": bytes(33 * 1024 * 1024)}, 413, "PayloadTooLarge", "maximum"),
+        (
+            "/v1/asr",
+            {"content": b"junk", "headers": {"Content-Type": "multipart/form-data; b=x"}},
+            400,
+            "HTTPError",
+            "multipart",
+        ),
     ],  # fmt: skip
-    ids=["unknown", "empty", "undecodable", "text", "option", "timeout", "no-audio", "too-big"],
+    ids=[
+        "unknown",
+        "empty",
+        "undecodable",
+        "text",
+        "option",
+        "timeout",
+        "no-audio",
+        "too-big",
+        "broken-multipart",
+    ],  # fmt: skip
 )
 def test_bad_requests_get_a_status_and_a_clear_error(
     gateway: Gateway, path: str, kwargs: dict, status: int, error: str, message: str
