@@ -28,9 +28,45 @@ ALGORITHMS = ("asr",)
 EXCHANGE_NAME = _env("SPEECH_EXCHANGE", "speech")
 speech_exchange = Exchange(EXCHANGE_NAME, type="direct", durable=True)
 
-task_queues = tuple(
-    Queue(name, speech_exchange, routing_key=name, durable=True) for name in ALGORITHMS
+# What the queues reject or give up on goes to one dead-letter queue, for an operator to
+# inspect: refused or undecodable messages, unknown tasks, requests over the redelivery cap,
+# requests that expired unrun. Nothing vanishes silently.
+DEAD_LETTER_NAME = _env("SPEECH_DEAD_LETTER", "speech.dead")
+dead_letter_exchange = Exchange(DEAD_LETTER_NAME, type="fanout", durable=True)
+dead_letter_queue = Queue(
+    DEAD_LETTER_NAME,
+    dead_letter_exchange,
+    durable=True,
+    queue_arguments={"x-queue-type": "quorum"},
 )
+# Peak shaving with a known bound: past this many waiting requests the broker refuses new
+# ones and the producer raises Overloaded at once (publisher confirms carry the refusal).
+max_backlog = _env_int("SPEECH_MAX_BACKLOG", 1000)
+# A request that kills its worker is redelivered at most this many times, then dead-lettered.
+max_redeliveries = _env_int("SPEECH_MAX_REDELIVERIES", 3)
+
+
+def _algorithm_queue(name: str) -> Queue:
+    # Quorum queues: replicated when the broker is a cluster, and they count deliveries
+    # (x-delivery-limit), which classic queues cannot.
+    return Queue(
+        name,
+        speech_exchange,
+        routing_key=name,
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": DEAD_LETTER_NAME,
+            "x-delivery-limit": max_redeliveries,
+            # Quorum queues admit one message past x-max-length before refusing
+            # (measured on 3.10), so this bounds the backlog at exactly max_backlog.
+            "x-max-length": max(0, max_backlog - 1),
+            "x-overflow": "reject-publish",
+        },
+    )
+
+
+task_queues = tuple(_algorithm_queue(name) for name in ALGORITHMS)
 # Task name -> queue. `speech.ping` has no fixed queue: callers pick the queue to probe.
 task_routes = {f"speech.{name}": {"queue": name} for name in ALGORITHMS}
 task_default_queue = ALGORITHMS[0]
@@ -47,6 +83,9 @@ result_backend = "rpc://"
 result_persistent = False
 broker_connection_timeout = _env_float("SPEECH_CONNECT_TIMEOUT", 4.0)
 broker_connection_retry_on_startup = True
+# Publisher confirms: a publish returns only once the broker has the message (or refused
+# it: full queue), so nothing is dropped silently under memory or disk alarms.
+broker_transport_options = {"confirm_publish": True}
 # A producer that cannot publish must say so within seconds, not retry forever.
 task_publish_retry_policy = {
     "max_retries": 2,
@@ -63,12 +102,15 @@ accept_content = ["msgpack"]
 result_accept_content = ["msgpack"]
 
 # --- Delivery and worker behaviour ------------------------------------------------------
-# Ack after the task ran, so a worker that dies mid-task leaves the request queued.
+# Ack after the task ran, so a worker that dies mid-task leaves the request queued; the
+# queue's delivery limit stops a request that kills its worker every time.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# Undecodable and refused messages are dead-lettered rather than acked away.
+worker_consumer = "tasks.consumer:DeadLetteringConsumer"
 # Each process reserves one task beyond the one it runs; with the prefork pool this keeps a
 # backlog draining at full speed (the solo pool + multiplier 1 collapses: see bench/).
-worker_prefetch_multiplier = 1
+worker_prefetch_multiplier = _env_int("SPEECH_PREFETCH_MULTIPLIER", 1)
 task_track_started = False
 worker_send_task_events = False
 # Hard limits stay well below RabbitMQ's consumer_timeout (30 min) for late-acked tasks.

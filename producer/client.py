@@ -1,12 +1,13 @@
 """The producer library: call speech algorithms over RabbitMQ with RPC semantics.
 
 Each call publishes one Celery task to the algorithm's queue and waits for the answer on
-the caller's reply queue (`rpc://`) with `apply_async(...).get(timeout)`. Celery keeps one
-result backend (one reply queue and consumer) per thread, so a Client can be shared by
-many threads: each thread waits on its own replies.
+a reply queue of the caller's (`rpc://`) with `apply_async(...).get(timeout)`. Each call
+in flight has a reply queue of its own (see producer/lanes.py), so one Client can be
+shared by many threads.
 """
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from producer.errors import (
     RemoteError,
     SpeechError,
 )
+from producer.lanes import Lanes
+from producer.topology import declare_dead_letters
 
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -40,6 +43,18 @@ class Client:
         self.app.config_from_object(celeryconfig)
         if broker_url:
             self.app.conf.broker_url = broker_url
+        # A caller must hear "broker down" within seconds: bound kombu's connection retries
+        # (its default keeps retrying for the whole connect timeout, then retries publishes).
+        self.app.conf.broker_transport_options = {
+            **self.app.conf.broker_transport_options,
+            "max_retries": 2,
+            "interval_start": 0.5,
+            "interval_step": 0.5,
+            "interval_max": 1.0,
+        }
+        self.lanes = Lanes(self.app)
+        self._declared = threading.Event()
+        self._declare_lock = threading.Lock()
         self.timeout = celeryconfig.default_timeout if timeout is None else timeout
         self.max_payload_bytes: int = celeryconfig.max_payload_bytes
         self.algorithms: tuple[str, ...] = celeryconfig.ALGORITHMS
@@ -51,6 +66,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        self.lanes.close()
         self.app.close()
 
     # --- calls -------------------------------------------------------------------------
@@ -112,6 +128,13 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self._declare_topology()
+        with self.lanes.borrow():
+            return self._publish_and_wait(task, queue, args, kwargs, timeout)
+
+    def _publish_and_wait(
+        self, task: str, queue: str, args: list[Any], kwargs: dict[str, Any], timeout: float
+    ) -> Any:
         try:
             # The request expires with the caller's patience: workers skip it unrun if it
             # is still queued when nobody waits for the answer any more.
@@ -133,6 +156,20 @@ class Client:
             raise BrokerUnavailable(f"lost RabbitMQ at {self._where()}: {exc}") from exc
         except Exception as exc:  # the remote algorithm's own error, rebuilt by Celery
             raise RemoteError(type(exc).__name__, str(exc)) from exc
+
+    def _declare_topology(self) -> None:
+        if self._declared.is_set():
+            return
+        with self._declare_lock:
+            if self._declared.is_set():
+                return
+            try:
+                with self.app.connection_for_write() as conn:
+                    conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
+                    declare_dead_letters(conn)
+            except OperationalError as exc:
+                raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
+            self._declared.set()
 
     def _where(self) -> str:
         return self.app.connection_for_write().as_uri()

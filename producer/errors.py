@@ -3,6 +3,7 @@
 SpeechError                 root: catch this to catch everything the platform raises
  +-- BrokerUnavailable      RabbitMQ cannot be reached
  +-- CallTimeout            no answer arrived within the caller's timeout
+ +-- Overloaded             the algorithm's queue is full: back off and retry later
  +-- InvalidInput           the request is wrong; retrying it will not help
  |    +-- PayloadTooLarge   audio bigger than the configured maximum
  |    +-- InvalidAudio      audio that cannot be decoded, is empty or is too long
@@ -25,6 +26,10 @@ class BrokerUnavailable(SpeechError):
 
 class CallTimeout(SpeechError, TimeoutError):
     """Raised when no answer arrived within the caller's timeout."""
+
+
+class Overloaded(SpeechError):
+    """Raised when the algorithm's queue holds its maximum backlog and refused the call."""
 
 
 class InvalidInput(SpeechError, ValueError):

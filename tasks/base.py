@@ -78,6 +78,14 @@ def _record_queues(sender: str, instance: Any, **_: Any) -> None:
     _served[:] = sorted(instance.app.amqp.queues.consume_from or _warmers)
 
 
+@signals.worker_init.connect
+def _declare_dead_letters(sender: Any, **_: Any) -> None:
+    from producer.topology import declare_dead_letters
+
+    with app.connection_for_write() as conn:
+        declare_dead_letters(conn)
+
+
 @signals.worker_process_init.connect
 def _warm_child(**_: Any) -> None:
     warm_models(_served)

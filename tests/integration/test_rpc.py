@@ -50,3 +50,20 @@ def test_timeout_leaves_no_work_behind() -> None:
                 worker.stop()
     finally:
         vhost.delete()
+
+
+def test_thread_pools_replaced_again_and_again_never_lose_a_reply(
+    client: Client, asr_worker: Worker
+) -> None:
+    # Given thread pools that end and are replaced: new threads reuse old thread ids,
+    # which made Celery's per-thread reply queues collide (celery#4480)
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(4):
+        # When 16 threads of a fresh pool call at once
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: client.ping("asr", timeout=10), range(64)))
+        # Then every call is answered
+        assert len(answers) == 64
+    # And reply queues are bounded by the calls in flight, not by the threads ever seen
+    assert len(client.lanes) <= 17

@@ -1,0 +1,69 @@
+"""The baseline: a minimal hand-written RabbitMQ RPC with pika (reply_to + correlation_id,
+msgpack bodies), with the same shape as the Celery path: a durable queue, persistent
+requests, one reply queue per client connection, server processes with prefetch 1.
+"""
+
+import multiprocessing
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+import msgpack
+import pika
+
+QUEUE = "bench.raw"
+
+
+def serve(url: str) -> None:
+    """A server process: answer each request with host and time, like speech.ping."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.queue_declare(QUEUE, durable=True)
+    ch.basic_qos(prefetch_count=1)
+
+    def on_request(ch, method, props, body):  # type: ignore[no-untyped-def]
+        msgpack.unpackb(body)
+        reply = msgpack.packb(
+            {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        )
+        ch.basic_publish(
+            "", props.reply_to, reply, pika.BasicProperties(correlation_id=props.correlation_id)
+        )
+        ch.basic_ack(method.delivery_tag)
+
+    ch.basic_consume(QUEUE, on_request)
+    ch.start_consuming()
+
+
+def start_servers(url: str, count: int) -> list[multiprocessing.Process]:
+    procs = [multiprocessing.Process(target=serve, args=(url,), daemon=True) for _ in range(count)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def caller(url: str) -> Callable[[], dict]:
+    """One client connection with its own exclusive reply queue; returns a blocking call."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.queue_declare(QUEUE, durable=True)
+    reply_queue = ch.queue_declare("", exclusive=True).method.queue
+    answers: dict[str, bytes] = {}
+
+    def on_reply(ch, method, props, body):  # type: ignore[no-untyped-def]
+        answers[props.correlation_id] = body
+
+    ch.basic_consume(reply_queue, on_reply, auto_ack=True)
+    request = msgpack.packb({"args": [], "kwargs": {}})
+
+    def call() -> dict:
+        cid = uuid.uuid4().hex
+        props = pika.BasicProperties(reply_to=reply_queue, correlation_id=cid, delivery_mode=2)
+        ch.basic_publish("", QUEUE, request, props)
+        while cid not in answers:
+            conn.process_data_events(time_limit=1)
+        return msgpack.unpackb(answers.pop(cid))
+
+    return call
