@@ -36,11 +36,7 @@ def test_errors_map_to_http_statuses_by_class_name() -> None:
     assert wire.http_status(errors.CallTimeout("x")) == 504
     assert wire.http_status(errors.BrokerUnavailable("x")) == 503
     assert wire.http_status(errors.RemoteError("KeyError", "k")) == 502
-
-    class Overloaded(errors.SpeechError):  # the name the reliability work uses
-        """Raised when a queue is full."""
-
-    assert wire.http_status(Overloaded("queue asr is full")) == 503
+    assert wire.http_status(errors.Overloaded("queue asr is full")) == 503
     assert wire.error_body(errors.RemoteError("KeyError", "k"))["remote_type"] == "KeyError"
     assert wire.error_body(RuntimeError("boom"))["type"] == "InternalError"
 
