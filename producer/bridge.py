@@ -125,7 +125,9 @@ class Bridge:
                 channel.stop_consuming()
 
     def _serve_connection(self) -> None:
-        params = pika.URLParameters(self.client.app.conf.broker_url)
+        # The Client's effective URL (an explicit --broker beats CELERY_BROKER_URL).
+        url = self.client.app.connection_for_write().as_uri(include_password=True)
+        params = pika.URLParameters(url)
         params.connection_attempts = 1
         params.socket_timeout = celeryconfig.broker_connection_timeout
         self.connection = conn = pika.BlockingConnection(params)
