@@ -1,10 +1,12 @@
 """`python -m producer bridge`: plain AMQP request/reply for backends that speak RabbitMQ.
 
 A request is published on the default exchange to the durable queue `rpc.<algorithm>`
+(`rpc.<algorithm>.<operation>` for algorithms with several, e.g. `rpc.speaker.verify`)
 with `reply_to` and `correlation_id` set, its body a msgpack map
-`{"audio": <bin>, "options": {...}, "timeout": <seconds, optional>}`. The reply goes to
-`reply_to` (a named queue or RabbitMQ's direct reply-to) with the same correlation_id:
-`{"ok": true, "result": {...}}` or `{"ok": false, "error": {"type", "message"}}`.
+`{"audio": <bin> or [<bin>, ...], "options": {...}, "timeout": <seconds, optional>}`.
+The reply goes to `reply_to` (a named queue or RabbitMQ's direct reply-to) with the
+same correlation_id: `{"ok": true, "result": {...}}` or
+`{"ok": false, "error": {"type", "message"}}`.
 
 Calls run through producer.Client in a thread pool. pika connections are not thread-safe,
 so pool threads never touch the channel: they hand the finished reply back to the
@@ -42,8 +44,10 @@ PRECONDITION_FAILED = 406  # AMQP reply code: a queue exists with other argument
 DRAIN_SECONDS = 30.0
 
 
-def parse_request(body: bytes) -> tuple[bytes, dict[str, Any], float | None]:
-    """The audio, options and timeout of a request body; InvalidInput says what is wrong."""
+def parse_request(body: bytes) -> tuple[list[bytes], dict[str, Any], float | None]:
+    """The clips, options and timeout of a request body; InvalidInput says what is wrong.
+
+    `audio` is one clip (bytes) or a list of clips (speaker.verify takes two)."""
     try:
         request = msgpack.unpackb(body, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
@@ -56,16 +60,17 @@ def parse_request(body: bytes) -> tuple[bytes, dict[str, Any], float | None]:
             f"unknown request fields {sorted(map(str, unknown))}; allowed: audio, options, timeout"
         )
     audio = request.get("audio")
-    if not isinstance(audio, bytes):
+    clips = audio if isinstance(audio, list) and audio else [audio]
+    if not all(isinstance(clip, bytes) for clip in clips):
         got = "nothing" if audio is None else type(audio).__name__
-        raise InvalidInput(f"'audio' must be msgpack binary (bytes), got {got}")
+        raise InvalidInput(f"'audio' must be msgpack binary (bytes) or a list of them, got {got}")
     options = request.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         raise InvalidInput("'options' must be a map with string keys")
     timeout = request.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
         raise InvalidInput(f"'timeout' must be a number of seconds, got {timeout!r}")
-    return audio, options, timeout
+    return clips, options, timeout
 
 
 def encode_reply(outcome: dict[str, Any] | BaseException) -> bytes:
@@ -83,7 +88,9 @@ class Bridge:
         self.client = client
         self.concurrency = max(1, concurrency)
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="bridge-call")
-        self.queues = {f"{celeryconfig.bridge_queue_prefix}{a}": a for a in client.algorithms}
+        # One queue per operation: rpc.asr, and rpc.speaker.verify once operations exist.
+        prefix = celeryconfig.bridge_queue_prefix
+        self.queues = {f"{prefix}{op}": op for op in wire.operations(client)}
         self.stopping = threading.Event()
         self.in_flight = 0  # touched only on the connection's thread
         self.connection: pika.BlockingConnection | None = None
@@ -181,27 +188,27 @@ class Bridge:
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         try:
-            audio, options, timeout = parse_request(body)
+            clips, options, timeout = parse_request(body)
         except InvalidInput as exc:
             self._answer(channel, method, props, encode_reply(exc))
             return
         self.in_flight += 1
         conn = self.connection
         assert conn is not None
-        future = self.pool.submit(self._call, algorithm, audio, options, timeout)
+        future = self.pool.submit(self._call, algorithm, clips, options, timeout)
         future.add_done_callback(
             lambda f: _threadsafe(conn, partial(self._finish, channel, method, props, f))
         )
 
     def _call(
-        self, algorithm: str, audio: bytes, options: dict[str, Any], timeout: float | None
+        self, operation: str, clips: list[bytes], options: dict[str, Any], timeout: float | None
     ) -> bytes:
         try:
-            return encode_reply(self.client.call(algorithm, audio, timeout, **options))
+            return encode_reply(wire.invoke(self.client, operation, clips, timeout, options))
         except SpeechError as exc:
             return encode_reply(exc)
         except Exception as exc:  # a bug must still answer the caller, not strand it
-            log.exception("unexpected error running %s", algorithm)
+            log.exception("unexpected error running %s", operation)
             return encode_reply(exc)
 
     def _finish(

@@ -62,7 +62,11 @@ AUDIO_BODY = {
                 "type": "object",
                 "required": ["audio"],
                 "properties": {
-                    "audio": {"type": "string", "format": "binary"},
+                    "audio": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "the clip; two for speaker.verify",
+                    },
                     "timeout": {"type": "number"},
                 },
                 "additionalProperties": {"description": "algorithm options, or extra clips"},
@@ -117,10 +121,12 @@ def create_app(
         message = "missing or wrong X-API-Key header"
         return JSONResponse({"error": {"type": "Unauthorized", "message": message}}, 401)
 
+    names = wire.operations(client)
+
     @app.get("/v1/algorithms", dependencies=[authorized])
     async def algorithms() -> dict[str, list[str]]:
-        """The algorithms this platform serves (one queue each)."""
-        return {"algorithms": list(client.algorithms)}
+        """The algorithm queues, and the operations POST /v1/{algorithm} accepts."""
+        return {"algorithms": list(client.algorithms), "operations": names}
 
     @app.get("/v1/health", dependencies=[authorized], responses={503: {"description": "down"}})
     async def health() -> JSONResponse:
@@ -141,12 +147,12 @@ def create_app(
     )
     async def run(algorithm: str, request: Request) -> JSONResponse:
         """Run `algorithm` on the audio and answer its result."""
-        if algorithm not in client.algorithms:
-            known = ", ".join(client.algorithms)
+        if algorithm not in names:
+            known = ", ".join(names)
             message = f"unknown algorithm {algorithm!r}; known: {known}"
             return JSONResponse({"error": {"type": "UnknownAlgorithm", "message": message}}, 404)
         started = time.monotonic()
-        audio, options = await _read_request(request, client.max_payload_bytes)
+        clips, options = await _read_request(request, client.max_payload_bytes)
         # `timeout` steers the call; every other option goes to the algorithm.
         timeout = _timeout(options.pop("timeout", None), client.timeout)
         deadline = started + timeout
@@ -156,11 +162,12 @@ def create_app(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CallTimeout(f"no gateway thread became free within {timeout:g} s")
-            return client.call(algorithm, audio, timeout=remaining, **options)
+            result = wire.invoke(client, algorithm, clips, remaining, options)
+            return wire.plain(result, binary=False)  # base64 work off the event loop
 
         result = await asyncio.get_running_loop().run_in_executor(calls, call)
         seconds = round(time.monotonic() - started, 4)
-        body = {"algorithm": algorithm, "result": wire.plain(result, binary=False)}
+        body = {"algorithm": algorithm, "result": result}
         return JSONResponse({**body, "seconds": seconds})
 
     @app.get("/", include_in_schema=False)
@@ -193,8 +200,8 @@ def _probe(client: Client, queue: str, timeout: float) -> dict[str, Any]:
     return {"alive": True, "worker": answer["worker"], "rtt_ms": round(answer["rtt"] * 1000, 1)}
 
 
-async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
-    """The audio and the options of a request, refusing oversized bodies before reading."""
+async def _read_request(request: Request, max_bytes: int) -> tuple[list[bytes], dict[str, Any]]:
+    """The clips and the options of a request, refusing oversized bodies before reading."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     multipart = ctype == "multipart/form-data"
     length = request.headers.get("content-length", "")
@@ -204,7 +211,7 @@ async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, dict[s
     if multipart:
         return await _read_form(request, max_bytes, options)
     if ctype in RAW_TYPES or ctype.startswith("audio/"):
-        return await _read_capped(request, max_bytes), options
+        return [await _read_capped(request, max_bytes)], options
     raise InvalidAudio(
         f"Content-Type {ctype!r} is not audio: send the audio as the body (audio/* or"
         " application/octet-stream) or as the 'audio' field of a multipart/form-data upload"
@@ -229,25 +236,26 @@ async def _read_capped(request: Request, max_bytes: int) -> bytes:
 
 async def _read_form(
     request: Request, max_bytes: int, options: dict[str, Any]
-) -> tuple[bytes, dict[str, Any]]:
+) -> tuple[list[bytes], dict[str, Any]]:
     form = await request.form(max_files=8, max_fields=64)
     try:
-        audio: bytes | None = None
+        clips: list[bytes] = []
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if value.size is not None and value.size > max_bytes:
                     raise _too_large(value.size, max_bytes)
                 data = await value.read()
-                # Extra files are passed on as bytes options (e.g. a second clip to compare).
+                # Every `audio` field is a clip (speaker verify takes two); other files
+                # are passed to the algorithm as bytes options.
                 if key == "audio":
-                    audio = data
+                    clips.append(data)
                 else:
                     options[key] = data
             else:
                 options[key] = _option_value(value)
-        if audio is None:
+        if not clips:
             raise InvalidInput("multipart upload without an 'audio' file field")
-        return audio, options
+        return clips, options
     finally:
         await form.close()
 

@@ -13,6 +13,10 @@ from typing import Any
 
 from producer import errors
 
+# Operations that take several clips have a Client method of their own (issue 3's
+# speaker verify); every other operation goes through Client.call with one clip.
+MULTI_CLIP_METHODS = {"speaker.verify": "speaker_verify"}
+
 # Most specific first: an error maps by the first class name in its MRO found here.
 # `Overloaded` is matched by name so this table works before and after it exists.
 HTTP_STATUS: dict[str, int] = {
@@ -69,3 +73,24 @@ def http_status(exc: BaseException) -> int:
         if cls.__name__ in HTTP_STATUS:
             return HTTP_STATUS[cls.__name__]
     return 500
+
+
+def operations(client: Any) -> list[str]:
+    """What the doors accept: the Client's operations ("speaker.verify") when it has
+    them, else its algorithms (one operation per queue)."""
+    return list(getattr(client, "operations", None) or client.algorithms)
+
+
+def invoke(
+    client: Any, operation: str, clips: list[bytes], timeout: float | None, options: dict[str, Any]
+) -> Any:
+    """Run `operation` on one clip or, for the operations made for it, several."""
+    if len(clips) == 1:
+        return client.call(operation, clips[0], timeout, **options)
+    method = getattr(client, MULTI_CLIP_METHODS.get(operation, ""), None)
+    if method is None:
+        raise errors.InvalidInput(f"{operation} takes one clip, got {len(clips)}")
+    try:
+        return method(*clips, timeout=timeout, **options)
+    except TypeError as exc:  # an option the method does not take
+        raise errors.InvalidOptions(f"{operation}: {exc}") from None

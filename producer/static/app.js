@@ -17,7 +17,8 @@ async function getJSON(path) {
 async function loadAlgorithms() {
   const { status, body } = await getJSON("/v1/algorithms");
   if (status !== 200) { $("health").textContent = body.error ? body.error.message : `HTTP ${status}`; return; }
-  $("algorithm").replaceChildren(...body.algorithms.map((a) => new Option(a, a)));
+  const names = body.operations || body.algorithms;  // "speaker.verify" once operations exist
+  $("algorithm").replaceChildren(...names.map((a) => new Option(a, a)));
   refreshHealth();
 }
 
@@ -57,7 +58,8 @@ async function run() {
   const algorithm = $("algorithm").value;
   const form = new FormData();
   form.append("audio", state.clip.blob, state.clip.name);
-  if (state.second) form.append("other", state.second.blob, state.second.name);
+  // A second clip only for the operations that compare two (speaker.verify).
+  if (state.second && algorithm.endsWith("verify")) form.append("audio", state.second.blob, state.second.name);
   let options = {};
   try {
     options = $("options").value.trim() ? JSON.parse($("options").value) : {};

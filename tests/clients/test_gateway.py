@@ -62,6 +62,13 @@ def test_multipart_upload_with_curl(gateway: Gateway) -> None:
         ),
         ("/v1/asr?timeout=-1", {"content": FOX.read_bytes()}, 400, "InvalidInput", "timeout"),
         ("/v1/asr", {"files": {"clip": FOX.read_bytes()}}, 400, "InvalidInput", "'audio' file"),
+        (
+            "/v1/asr",
+            {"files": [("audio", FOX.read_bytes()), ("audio", FOX.read_bytes())]},
+            400,
+            "InvalidInput",
+            "takes one clip, got 2",
+        ),
         ("/v1/asr", {"content": bytes(33 * 1024 * 1024)}, 413, "PayloadTooLarge", "maximum"),
         (
             "/v1/asr",
@@ -79,6 +86,7 @@ def test_multipart_upload_with_curl(gateway: Gateway) -> None:
         "option",
         "timeout",
         "no-audio",
+        "two-clips",
         "too-big",
         "broken-multipart",
     ],  # fmt: skip

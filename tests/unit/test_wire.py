@@ -47,6 +47,8 @@ def test_errors_map_to_http_statuses_by_class_name() -> None:
         (b"\xc1", "not msgpack"),
         (msgpack.packb({"audio": b"x"}) + b"trailing", "not msgpack"),
         (msgpack.packb(b"x"), "must be a msgpack map"),
+        (msgpack.packb({"audio": [b"x", "y"]}), "or a list of them"),
+        (msgpack.packb({"audio": []}), "'audio' must be"),
         (msgpack.packb({"audio": b"x", "options": {1: 2}}), "string keys"),
         (msgpack.packb({"audio": b"x", "timeout": True}), "'timeout'"),
     ],
@@ -58,7 +60,9 @@ def test_bridge_requests_are_checked(body: bytes, message: str) -> None:
 
 def test_bridge_request_and_reply_round_trip() -> None:
     body = msgpack.packb({"audio": b"RIFF", "options": {"n_mfcc": 13}, "timeout": 5})
-    assert parse_request(body) == (b"RIFF", {"n_mfcc": 13}, 5)
+    assert parse_request(body) == ([b"RIFF"], {"n_mfcc": 13}, 5)
+    two = msgpack.packb({"audio": [b"a", b"b"]})
+    assert parse_request(two) == ([b"a", b"b"], {}, None)
     assert msgpack.unpackb(encode_reply({"x": np.zeros(2, np.int16)})) == {
         "ok": True,
         "result": {"x": {"dtype": "int16", "shape": [2], "data": bytes(4)}},
