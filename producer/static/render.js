@@ -110,7 +110,8 @@ const SpeechRender = (() => {
   }
 
   function arrays(result, box) {
-    Object.entries(result).filter(([, v]) => isArray(v)).forEach(([name, a]) => {
+    // `times` is the frame clock of the other arrays: the x axis, not a view of its own.
+    Object.entries(result).filter(([name, v]) => isArray(v) && name !== "times").forEach(([name, a]) => {
       const fig = el("div", { class: "feature", "data-name": name });
       fig.append(el("h3", {}, `${name} ${a.dtype} [${a.shape.join(" × ")}]`));
       const { shape, values } = decodeArray(a);
