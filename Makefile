@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
-.PHONY: demo test lint format bench broker install clean test-clients
+.PHONY: demo test lint format bench broker install clean system-deps test-clients
 
 install: $(VENV)/.installed
 
@@ -38,19 +38,33 @@ demo: broker
 	  $(PY) -m producer asr $$f; \
 	done
 
-test: broker test-clients
+test: broker system-deps test-clients
 	$(PY) -m pytest
 
-# What the gateway/bridge tests drive besides Python: Debian chromium for the try-it page
-# (Playwright uses it; no browser download) and Node + amqplib as a non-Python backend.
-# Installs only what is missing (apt-get needs root, as on CI).
+# Node + amqplib, the non-Python backend of the bridge tests (tests/node), installed when
+# missing or when its lock file changed. (chromium for the try-it page: system-deps.)
 test-clients: tests/node/node_modules/.installed
-	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 
 tests/node/node_modules/.installed: tests/node/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
 	cd tests/node && npm ci --no-audit --no-fund
 	touch $@
+
+# What the operations tests need from the system, installed only when missing (CI runs as
+# root): Debian's chromium (browser check of Flower), docker-compose (validates
+# docker/docker-compose.yml) and RabbitMQ's management API (extras of `producer status`).
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@if command -v rabbitmq-plugins >/dev/null; then \
+	  rabbitmq-plugins -q enable rabbitmq_management >/dev/null \
+	  || echo "warning: could not enable rabbitmq_management (tests/ops/test_status.py will fail)"; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -62,6 +76,11 @@ format: install
 
 bench: broker
 	$(PY) -m bench.rpc
+
+# RTF and calls/s per algorithm, and the transcribe speed-up from 1 to 2 asr processes.
+.PHONY: bench-algorithms
+bench-algorithms: broker
+	$(PY) -m bench.algorithms
 
 clean:
 	rm -rf $(VENV) tests/artifacts .pytest_cache tests/node/node_modules

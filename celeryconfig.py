@@ -24,7 +24,10 @@ def _env_float(name: str, default: float) -> float:
 # --- Topology -------------------------------------------------------------------------
 # Every algorithm has its own durable queue, bound to one durable direct exchange with
 # routing key = queue name. Adding an algorithm means adding its name here.
-ALGORITHMS = ("asr",)
+ALGORITHMS = ("asr", "vad", "speaker", "features", "denoise")
+# Algorithms that offer several operations: each operation is its own task,
+# `speech.<algorithm>.<operation>`, on the algorithm's one queue.
+OPERATIONS = {"speaker": ("embed", "verify")}
 EXCHANGE_NAME = _env("SPEECH_EXCHANGE", "speech")
 speech_exchange = Exchange(EXCHANGE_NAME, type="direct", durable=True)
 
@@ -68,7 +71,10 @@ def _algorithm_queue(name: str) -> Queue:
 
 task_queues = tuple(_algorithm_queue(name) for name in ALGORITHMS)
 # Task name -> queue. `speech.ping` has no fixed queue: callers pick the queue to probe.
-task_routes = {f"speech.{name}": {"queue": name} for name in ALGORITHMS}
+task_routes = {f"speech.{name}": {"queue": name} for name in ALGORITHMS if name not in OPERATIONS}
+task_routes |= {
+    f"speech.{name}.{op}": {"queue": name} for name, ops in OPERATIONS.items() for op in ops
+}
 task_default_queue = ALGORITHMS[0]
 task_default_exchange = EXCHANGE_NAME
 task_default_routing_key = ALGORITHMS[0]
@@ -116,8 +122,15 @@ worker_send_task_events = False
 # Hard limits stay well below RabbitMQ's consumer_timeout (30 min) for late-acked tasks.
 task_soft_time_limit = _env_int("SPEECH_SOFT_TIME_LIMIT", 120)
 task_time_limit = _env_int("SPEECH_HARD_TIME_LIMIT", 150)
+# A leak cannot grow a worker without bound: a child is replaced after this many tasks or
+# once its resident memory passes this many KiB (checked after each task).
 worker_max_tasks_per_child = _env_int("SPEECH_MAX_TASKS_PER_CHILD", 2000)
+worker_max_memory_per_child = _env_int("SPEECH_MAX_MEMORY_PER_CHILD_KB", 2_000_000)
 worker_hijack_root_logger = False
+# Each pool process loads and warms its models before it reports "up"; loading torch and a
+# speaker encoder takes several seconds on a busy machine, beyond Celery's 4 s default,
+# after which the parent SIGKILLs the child and forks another, forever.
+worker_proc_alive_timeout = _env_float("SPEECH_PROC_ALIVE_TIMEOUT", 120.0)
 
 # --- Input limits (checked by the producer before sending, and again by the worker) ----
 max_payload_bytes = _env_int("SPEECH_MAX_PAYLOAD_BYTES", 32 * 1024 * 1024)
@@ -143,3 +156,21 @@ bridge_concurrency = _env_int("SPEECH_BRIDGE_CONCURRENCY", 16)
 bridge_queue_prefix = "rpc."
 bridge_dead_letter_exchange = _env("SPEECH_BRIDGE_DLX", "rpc.dlx")
 bridge_dead_letter_queue = _env("SPEECH_BRIDGE_DEAD_QUEUE", "rpc.dead")
+# --- Operations: events, task logs, Flower, status --------------------------------------
+# The producer announces each task (task-sent event) with its queue and routing key, so
+# Flower can show which queue a task went to; workers only add their own events while
+# Flower (or `celery events`) asks for them.
+task_send_sent_event = _env("SPEECH_SENT_EVENTS", "1") not in ("0", "false", "no")
+# One line per finished task: "keyvalue" (task_id=... queue=asr ...) or "json".
+task_log_format = _env("SPEECH_TASK_LOG_FORMAT", "keyvalue")
+# Flower (read by flowerconfig.py). Credentials are "user:password[,user2:password2]".
+flower_basic_auth = _env("FLOWER_BASIC_AUTH", "")
+# Flower refuses to start without credentials unless this says it is a local trial.
+flower_local_trial = _env("SPEECH_FLOWER_LOCAL_TRIAL", "0") in ("1", "true", "yes")
+flower_db = _env("FLOWER_DB", "flower.db")
+flower_persistent = _env("FLOWER_PERSISTENT", "1") not in ("0", "false", "no")
+# Save Flower's state every minute too, so a crash loses at most a minute of history.
+flower_state_save_interval = _env_int("FLOWER_STATE_SAVE_INTERVAL", 60_000)
+# RabbitMQ's management API, for the extra columns of `producer status`: "" derives
+# http://<broker host>:15672 with the broker's credentials; "off" never asks it.
+management_url = _env("SPEECH_MANAGEMENT_URL", "")

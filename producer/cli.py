@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from producer import cli_algorithms
 from producer.client import Client
 from producer.errors import InvalidInput, SpeechError
 
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
     bridge = sub.add_parser("bridge", help="plain AMQP request/reply on rpc.<algorithm> queues")
     bridge.add_argument("--concurrency", type=int, help="default: SPEECH_BRIDGE_CONCURRENCY")
+
+    cli_algorithms.add_parsers(sub, _add_output_options)
+
+    status = sub.add_parser("status", help="backlog, consumers and live workers per queue")
+    status.add_argument("queues", nargs="*", metavar="QUEUE", help="default: every algorithm")
+    status.add_argument("--timeout", type=float, default=5.0, help="ping seconds (default 5)")
+    status.add_argument("--json", action="store_true", help="one JSON object")
     return parser
 
 
@@ -139,6 +147,14 @@ def _bridge(client: Client, args: argparse.Namespace) -> int:
     from producer.bridge import run_bridge  # pika only for this subcommand
 
     return run_bridge(client, args)
+def _status(client: Client, args: argparse.Namespace) -> int:
+    from producer.status import format_table, status
+
+    result = status(client, args.queues, timeout=args.timeout)
+    print(json.dumps(result.as_dict()) if args.json else format_table(result), flush=True)
+    if result.dead:
+        _error(f"no live worker on: {', '.join(result.dead)}")
+    return EXIT_FAILED if result.dead else EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
@@ -146,4 +162,6 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "ping": _ping,
     "serve": _serve,
     "bridge": _bridge,
+    "status": _status,
+    **cli_algorithms.COMMANDS,
 }

@@ -12,15 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from amqp.exceptions import MessageNacked
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 
 import celeryconfig
+from producer.arrays import unpack_all
+from producer.describe import args_repr, kwargs_repr
 from producer.errors import (
     BrokerUnavailable,
     CallTimeout,
     InvalidInput,
+    Overloaded,
     PayloadTooLarge,
     RemoteError,
     SpeechError,
@@ -61,6 +65,11 @@ class Client:
         self.timeout = celeryconfig.default_timeout if timeout is None else timeout
         self.max_payload_bytes: int = celeryconfig.max_payload_bytes
         self.algorithms: tuple[str, ...] = celeryconfig.ALGORITHMS
+        # "asr", "speaker.embed", ...: what `call` accepts, one per task the workers serve
+        self.operations: dict[str, str] = {
+            task.removeprefix("speech."): route["queue"]
+            for task, route in celeryconfig.task_routes.items()
+        }
 
     def __enter__(self) -> "Client":
         return self
@@ -76,16 +85,62 @@ class Client:
     def call(
         self, algorithm: str, audio: Audio, timeout: float | None = None, **options: Any
     ) -> dict[str, Any]:
-        """Run `algorithm` on `audio` (a path or bytes) and return its result."""
-        if algorithm not in self.algorithms:
-            known = ", ".join(self.algorithms)
-            raise InvalidInput(f"unknown algorithm {algorithm!r}; known: {known}")
-        payload = self.read_audio(audio)
-        return self._rpc(f"speech.{algorithm}", algorithm, [payload], options, timeout)
+        """Run `algorithm` (or `algorithm.operation`) on `audio`, a path or bytes.
+
+        Numeric arrays in the result come back as numpy arrays.
+        """
+        return self._call_audio(algorithm, [audio], timeout, options)
 
     def asr(self, audio: Audio, timeout: float | None = None) -> dict[str, Any]:
         """Transcribe speech: {"text", "words": [{"word", "start", "end"}...], "duration"}."""
         return self.call("asr", audio, timeout)
+
+    def vad(self, audio: Audio, timeout: float | None = None, **options: Any) -> dict[str, Any]:
+        """Speech segments: {"segments": [{"start", "end"}...], "duration", "speech"} (seconds).
+
+        Options: threshold (0.5), min_speech (0.25 s), min_silence (0.3 s), pad (0.05 s).
+        """
+        return self.call("vad", audio, timeout, **options)
+
+    def speaker_embed(self, audio: Audio, timeout: float | None = None) -> dict[str, Any]:
+        """The speaker's voice as {"embedding": 256 float32 (L2-normalised), "speech", ...}."""
+        return self.call("speaker.embed", audio, timeout)
+
+    def speaker_verify(
+        self, a: Audio, b: Audio, timeout: float | None = None, threshold: float | None = None
+    ) -> dict[str, Any]:
+        """Whether two clips hold the same voice: {"score" (cosine), "same", "threshold"}."""
+        options = {} if threshold is None else {"threshold": threshold}
+        return self._call_audio("speaker.verify", [a, b], timeout, options)
+
+    def features(
+        self, audio: Audio, timeout: float | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Frame-wise features as numpy arrays, with their frame `times`.
+
+        Options: include (any of "mfcc", "logmel", "f0", "rms"; default mfcc and rms),
+        n_mfcc (13), n_mels (64), hop (160 samples at 16 kHz).
+        """
+        return self.call("features", audio, timeout, **options)
+
+    def denoise(self, audio: Audio, timeout: float | None = None, **options: Any) -> dict[str, Any]:
+        """Cleaned audio: {"audio": WAV or FLAC bytes, "sample_rate", "removed_dbfs", ...}.
+
+        Options: format ("wav" or "flac"), stationary (False), prop_decrease (1.0).
+        """
+        return self.call("denoise", audio, timeout, **options)
+
+    def transcribe(
+        self, audio: Audio, timeout: float | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Transcribe a long recording: vad, then its speech segments through asr in parallel.
+
+        Returns {"text", "words", "segments", "duration"} with every time on the recording's
+        clock. Needs numpy and soundfile on this host. See producer.transcribe.transcribe.
+        """
+        from producer.transcribe import transcribe
+
+        return transcribe(self, audio, timeout=timeout, **options)
 
     def ping(self, queue: str, timeout: float = 5.0) -> dict[str, Any]:
         """Check that `queue` is served: who answered, and the round trip in seconds."""
@@ -96,6 +151,16 @@ class Client:
         return {**answer, "rtt": time.perf_counter() - start}
 
     # --- plumbing ------------------------------------------------------------------------
+    def _call_audio(
+        self, operation: str, audios: list[Audio], timeout: float | None, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        if operation not in self.operations:
+            known = ", ".join(self.operations)
+            raise InvalidInput(f"unknown algorithm {operation!r}; known: {known}")
+        payloads = [self.read_audio(audio) for audio in audios]
+        task, queue = f"speech.{operation}", self.operations[operation]
+        return unpack_all(self._rpc(task, queue, payloads, options, timeout))
+
     def read_audio(self, audio: Audio) -> bytes:
         """The bytes to send, checked against the payload limit before anything is sent."""
         if isinstance(audio, (bytes, bytearray, memoryview)):
@@ -141,10 +206,19 @@ class Client:
         try:
             # The request expires with the caller's patience: workers skip it unrun if it
             # is still queued when nobody waits for the answer any more.
+            # argsrepr/kwargsrepr: events (Flower) show "<WAV 88 kB>", never the raw audio.
             result = self.app.signature(task, args=args, kwargs=kwargs).apply_async(
-                queue=queue, expires=timeout
+                queue=queue,
+                expires=timeout,
+                argsrepr=args_repr(args),
+                kwargsrepr=kwargs_repr(kwargs),
             )
-        except OperationalError as exc:
+        except (MessageNacked, OperationalError) as exc:
+            if _refused_by_broker(exc):
+                raise Overloaded(
+                    f"queue {queue!r} is full ({celeryconfig.max_backlog} requests waiting,"
+                    " SPEECH_MAX_BACKLOG): retry later, or add workers"
+                ) from None
             raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
         try:
             return result.get(timeout=timeout)
@@ -176,3 +250,13 @@ class Client:
 
     def _where(self) -> str:
         return self.app.connection_for_write().as_uri()
+
+
+def _refused_by_broker(exc: BaseException | None) -> bool:
+    """Did the broker nack the publish (a full queue with reject-publish)? kombu sometimes
+    wraps the nack in its own OperationalError."""
+    while exc is not None:
+        if isinstance(exc, MessageNacked):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -1,6 +1,8 @@
-"""Speech algorithms served as Celery tasks: `celery -A tasks worker -Q asr`."""
+"""Speech algorithms served as Celery tasks: `celery -A tasks worker -Q asr` (or vad,
+speaker, features, denoise: one queue per algorithm)."""
 
-from tasks import asr, ping  # noqa: F401  (registers the tasks)
+import tasks.logs  # noqa: F401  (one log line per task)
+from tasks import asr, denoise, features, ping, speaker, vad  # noqa: F401  (registers the tasks)
 from tasks.base import app
 
 __all__ = ["app"]

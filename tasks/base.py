@@ -6,6 +6,7 @@ process, before its first request.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -19,8 +20,10 @@ log = logging.getLogger("speech.worker")
 app = Celery("speech")
 app.config_from_object("celeryconfig")
 
-# queue name -> function that loads and exercises that algorithm's models
-_warmers: dict[str, Callable[[], None]] = {}
+# queue name -> functions that load and exercise that algorithm's models (several tasks,
+# e.g. speaker embed and verify, share one queue and one warmer)
+_warmers: dict[str, list[Callable[[], None]]] = {}
+_COUNTS = {1: "one audio argument", 2: "two audio arguments"}
 # queues this worker consumes, recorded in the parent before the pool forks
 _served: list[str] = []
 
@@ -32,15 +35,18 @@ def audio_task(
     warm: Callable[[], None],
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
+    audio_args: int = 1,
 ) -> Callable[[Callable[..., Any]], Any]:
-    """Register `fn(samples, **options)` as the task `name` on `queue`.
+    """Register `fn(samples, ..., **options)` as the task `name` on `queue`.
 
-    The task takes the audio as bytes in any container, decodes it to 16 kHz mono
-    (rejecting bad audio with InvalidAudio), and returns what `fn` returns.
+    The task takes `audio_args` audio clips as bytes in any container, decodes each to
+    16 kHz mono (rejecting bad audio with InvalidAudio), and returns what `fn` returns.
     """
 
     def register(fn: Callable[..., Any]) -> Any:
-        _warmers[queue] = warm
+        warmers = _warmers.setdefault(queue, [])
+        if warm not in warmers:
+            warmers.append(warm)
 
         @app.task(
             name=name,
@@ -52,14 +58,17 @@ def audio_task(
         def run(*args: Any, **options: Any) -> Any:
             from tasks.audio import decode
 
-            if len(args) != 1:
-                raise InvalidOptions(f"{name} takes one audio argument, got {len(args)}")
-            samples = decode(
-                args[0],
-                max_seconds=app.conf.max_audio_seconds,
-                max_bytes=app.conf.max_payload_bytes,
-            )
-            return fn(samples, **options)
+            if len(args) != audio_args:
+                raise InvalidOptions(f"{name} takes {_COUNTS[audio_args]}, got {len(args)}")
+            clips = [
+                decode(
+                    audio,
+                    max_seconds=app.conf.max_audio_seconds,
+                    max_bytes=app.conf.max_payload_bytes,
+                )
+                for audio in args
+            ]
+            return fn(*clips, **options)
 
         return run
 
@@ -68,9 +77,11 @@ def audio_task(
 
 def warm_models(queues: list[str]) -> None:
     for queue in queues:
-        if queue in _warmers:
+        for warm in _warmers.get(queue, []):
             log.info("warming %s", queue)
-            _warmers[queue]()
+            start = time.perf_counter()
+            warm()
+            log.info("warmed %s in %.2f s", queue, time.perf_counter() - start)
 
 
 @signals.celeryd_after_setup.connect

@@ -1,4 +1,4 @@
-"""Shared fixtures: a private vhost on the real RabbitMQ and real asr workers."""
+"""Shared fixtures: a private vhost on the real RabbitMQ and real algorithm workers."""
 
 from collections.abc import Iterator
 
@@ -23,6 +23,39 @@ def broker_url(vhost: Vhost) -> str:
 @pytest.fixture(scope="session")
 def asr_worker(broker_url: str) -> Iterator[Worker]:
     worker = Worker(broker_url, "asr", concurrency=2, name="asr-session").start()
+    yield worker
+    worker.stop()
+
+
+def _warm_worker(broker_url: str, queue: str, concurrency: int = 1) -> Worker:
+    worker = Worker(broker_url, queue, concurrency=concurrency, name=f"{queue}-session")
+    return worker.start(timeout=180).wait_warm(queue, concurrency)
+
+
+@pytest.fixture(scope="session")
+def vad_worker(broker_url: str) -> Iterator[Worker]:
+    worker = _warm_worker(broker_url, "vad")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def speaker_worker(broker_url: str) -> Iterator[Worker]:
+    worker = _warm_worker(broker_url, "speaker")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def features_worker(broker_url: str) -> Iterator[Worker]:
+    worker = _warm_worker(broker_url, "features")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def denoise_worker(broker_url: str) -> Iterator[Worker]:
+    worker = _warm_worker(broker_url, "denoise")
     yield worker
     worker.stop()
 

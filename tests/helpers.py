@@ -86,6 +86,19 @@ class Worker:
             time.sleep(0.2)
         return self
 
+    def wait_warm(self, queue: str, processes: int = 1, timeout: float = 180.0) -> "Worker":
+        """Wait until `processes` pool processes logged that `queue`'s models are warm.
+
+        " ready." comes from the parent as soon as it consumes; its children may still be
+        loading models, and a request that arrives then waits for them.
+        """
+        deadline = time.monotonic() + timeout
+        while self.log().count(f"warmed {queue} in") < processes:
+            if not self.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{queue} not warm after {timeout} s:\n{self.log()}")
+            time.sleep(0.2)
+        return self
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

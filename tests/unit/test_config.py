@@ -10,7 +10,10 @@ def test_every_algorithm_has_a_durable_queue_on_the_direct_exchange() -> None:
         assert queue.durable and queue.exchange.durable
         assert queue.exchange.type == "direct"
         assert queue.routing_key == name
-        assert celeryconfig.task_routes[f"speech.{name}"] == {"queue": name}
+    # Every task routes to its algorithm's queue: speech.<algorithm>[.<operation>]
+    for task, route in celeryconfig.task_routes.items():
+        assert route == {"queue": task.split(".")[1]}, task
+    assert {r["queue"] for r in celeryconfig.task_routes.values()} == set(queues)
 
 
 def test_msgpack_only_and_no_missing_queues() -> None:

@@ -1,0 +1,40 @@
+"""Flower's settings for the speech platform: `celery -A tasks flower` (run from this folder).
+
+Flower executes this file (its default `--conf`) after reading FLOWER_* variables and the
+command line once, and before reading the command line again; so an option given on the
+command line still wins. Values come from celeryconfig.py, the one place that reads the
+environment.
+
+Flower has no authentication by default. This file makes it refuse to start without
+credentials (FLOWER_BASIC_AUTH, `--basic-auth` or OAuth `--auth`) unless
+SPEECH_FLOWER_LOCAL_TRIAL=1 says the instance is a local trial.
+"""
+
+import sys
+
+from tornado.options import options
+
+import celeryconfig
+
+# Credentials given on the command line or as FLOWER_BASIC_AUTH are already parsed here.
+basic_auth = list(options.basic_auth or []) or [
+    c.strip() for c in celeryconfig.flower_basic_auth.split(",") if c.strip()
+]
+if not (basic_auth or options.auth or celeryconfig.flower_local_trial):
+    sys.exit(
+        "flower: refusing to start without credentials: set FLOWER_BASIC_AUTH=user:password"
+        " (or pass --basic-auth=user:password); for a local trial without authentication"
+        " set SPEECH_FLOWER_LOCAL_TRIAL=1"
+    )
+for credential in basic_auth:
+    user, _, password = credential.partition(":")
+    if not user or not password:
+        sys.exit(f"flower: FLOWER_BASIC_AUTH entries must be user:password, got {user!r}")
+
+# Keep the task history across restarts, saved on exit and every state_save_interval ms.
+persistent = celeryconfig.flower_persistent
+db = celeryconfig.flower_db
+state_save_interval = celeryconfig.flower_state_save_interval
+# The tasks page: which queue (routing key) a task went to, its arguments as described by
+# the producer ("<WAV 88 kB>"), state and runtime.
+tasks_columns = "name,uuid,state,routing_key,args,kwargs,received,started,runtime,worker"

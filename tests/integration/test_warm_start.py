@@ -1,0 +1,40 @@
+"""Models are loaded and warmed once per worker process, before its first request."""
+
+import re
+import time
+
+import pytest
+
+from producer import Client
+from tests.helpers import DATA, Worker
+
+CALLS = {
+    "asr": lambda c: c.asr(DATA / "fox_rms.wav"),
+    "vad": lambda c: c.vad(DATA / "fox_rms.wav"),
+    "speaker": lambda c: c.speaker_embed(DATA / "fox_rms.wav"),
+    "features": lambda c: c.features(DATA / "fox_rms.wav", include=["mfcc", "f0"]),
+    "denoise": lambda c: c.denoise(DATA / "fox_rms.wav"),
+}
+
+
+@pytest.mark.parametrize("queue", CALLS)
+def test_first_request_after_start_does_not_pay_the_model_load(
+    broker_url: str, client: Client, queue: str
+) -> None:
+    # Given a fresh worker of one process, started and warm
+    worker = Worker(broker_url, queue, name=f"{queue}-fresh").start(timeout=180)
+    try:
+        worker.wait_warm(queue)
+        warm_s = float(re.search(rf"warmed {queue} in ([\d.]+) s", worker.log()).group(1))
+        # When it gets its first and then its next requests
+        latencies = []
+        for _ in range(4):
+            start = time.perf_counter()
+            CALLS[queue](client)
+            latencies.append(time.perf_counter() - start)
+    finally:
+        worker.stop()
+    # Then the first costs about what the next ones cost: not the load it did at start
+    first, steady = latencies[0], sorted(latencies[1:])[1]
+    print(f"{queue}: warm-up {warm_s:.2f} s, first {first:.3f} s, then median {steady:.3f} s")
+    assert first < 2 * steady + 0.25, (queue, warm_s, latencies)

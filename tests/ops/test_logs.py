@@ -1,0 +1,90 @@
+"""The per-task log line, read from real workers' output."""
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+
+from producer import Client, InvalidAudio
+from tests.helpers import DATA, Vhost, Worker
+
+KEYVALUE = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def _parse_keyvalue(line: str) -> dict[str, str]:
+    return {k: json.loads(v) if v.startswith('"') else v for k, v in KEYVALUE.findall(line)}
+
+
+def _task_lines(worker: Worker, parse: Any, count: int) -> list[dict[str, Any]]:
+    # The line is written after the reply is sent: give it a moment to reach the file.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [parse(line) for line in worker.log().splitlines() if "task_id" in line]
+        records = [r for r in lines if r.get("event") == "task"]
+        if sum(r["task"] == "speech.asr" for r in records) >= count or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def test_keyvalue_lines_name_task_queue_outcome_and_duration(
+    ops_worker: Worker, ops_client: Client
+) -> None:
+    # Given a success and a failure on the module's worker (keyvalue, the default)
+    ops_client.asr(DATA / "numbers_kal16.wav")
+    with pytest.raises(InvalidAudio):
+        ops_client.asr(b"\x00" * 300)
+    # When its output is read line by line
+    asr = [r for r in _task_lines(ops_worker, _parse_keyvalue, 2) if r["task"] == "speech.asr"]
+    records = asr[-2:]
+    # Then each task is one parseable line
+    ok, failed = records
+    assert ok["outcome"] == "success" and ok["queue"] == "asr"
+    assert float(ok["duration_ms"]) > 0 and len(ok["task_id"]) == 36
+    assert ok["worker"].startswith("ops@") and "error" not in ok
+    assert failed["outcome"] == "failure" and failed["error"] == "InvalidAudio"
+    assert failed["task_id"] != ok["task_id"]
+
+
+def test_json_lines_when_the_setting_says_json() -> None:
+    vhost = Vhost().create()
+    worker = Worker(
+        vhost.url, "asr", name="jsonlog", env={"SPEECH_TASK_LOG_FORMAT": "json"}
+    ).start()
+    try:
+        with Client(vhost.url) as client:
+            client.asr(DATA / "fox_awb.wav")
+            client.ping("asr")
+        records = _task_lines(worker, _json_or_empty, 2)
+        assert [(r["task"], r["queue"], r["outcome"]) for r in records] == [
+            ("speech.asr", "asr", "success"),
+            ("speech.ping", "asr", "success"),
+        ]
+        assert all(isinstance(r["duration_ms"], float) for r in records)
+        assert records[0]["ts"].endswith("Z")
+    finally:
+        worker.stop()
+        vhost.delete()
+
+
+def _json_or_empty(line: str) -> dict[str, Any]:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+
+
+def test_an_unknown_format_stops_the_worker_with_a_clear_message() -> None:
+    vhost = Vhost().create()
+    worker = Worker(vhost.url, "asr", name="badlog", env={"SPEECH_TASK_LOG_FORMAT": "xml"})
+    try:
+        try:
+            worker.start(timeout=60)
+            raise AssertionError("the worker started with SPEECH_TASK_LOG_FORMAT=xml")
+        except RuntimeError:
+            pass
+        assert "SPEECH_TASK_LOG_FORMAT) is 'xml'" in worker.log()
+    finally:
+        worker.kill()
+        vhost.delete()

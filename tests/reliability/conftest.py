@@ -1,0 +1,25 @@
+"""Fault tests get a vhost and workers of their own: they kill and overload things."""
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import ARTIFACTS, Vhost
+
+FIGURES = ARTIFACTS / "reliability.json"
+
+
+@pytest.fixture
+def own_vhost() -> Iterator[Vhost]:
+    vh = Vhost("speech-fault").create()
+    yield vh
+    vh.delete()
+
+
+def record(name: str, **figures: object) -> None:
+    """Keep a fault test's figures for the README's reliability table."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    data[name] = figures
+    FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True))

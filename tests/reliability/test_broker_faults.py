@@ -1,0 +1,123 @@
+"""The broker drops every connection, or is flooded: callers get an answer or a clear
+error within their timeout, never a hang; the queue never grows past its bound."""
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pika
+
+from producer import Client, SpeechError
+from tests.helpers import DATA, REPO, Vhost, Worker, rabbitmqctl
+from tests.reliability.conftest import record
+
+
+def test_connection_loss_workers_and_producer_reconnect(own_vhost: Vhost) -> None:
+    # Given a worker and a producer with calls going on in 8 threads
+    worker = Worker(own_vhost.url, "asr", concurrency=2, name="reconnect").start()
+    outcomes: list[tuple[str, float]] = []
+    stop_at = time.monotonic() + 25
+    timeout = 8.0
+
+    def keep_calling() -> None:
+        with Client(own_vhost.url) as client:
+            while time.monotonic() < stop_at:
+                start = time.monotonic()
+                try:
+                    client.ping("asr", timeout=timeout)
+                    outcome = "ok"
+                except SpeechError as exc:
+                    outcome = type(exc).__name__
+                outcomes.append((outcome, time.monotonic() - start))
+                time.sleep(0.01)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(keep_calling) for _ in range(8)]
+            time.sleep(5)
+            # When the broker closes every connection of the vhost, twice
+            for _ in range(2):
+                rabbitmqctl("close_all_connections", "--vhost", own_vhost.name, "fault test")
+                time.sleep(6)
+            for f in futures:
+                f.result()
+        # Then no call took longer than its timeout (plus connection set-up), none hung
+        assert max(seconds for _, seconds in outcomes) < timeout + 5
+        # And the calls at the end succeed again: everyone reconnected
+        assert [o for o, _ in outcomes[-16:]] == ["ok"] * 16
+        assert worker.alive()
+        with Client(own_vhost.url) as fresh:
+            assert fresh.asr(DATA / "fox_kal16.wav", timeout=30)["text"]
+        failed = [o for o, _ in outcomes if o != "ok"]
+        record(
+            "connection_loss",
+            calls=len(outcomes),
+            failed_with_clear_error=len(failed),
+            errors=sorted(set(failed)),
+            slowest_s=round(max(s for _, s in outcomes), 2),
+            hung=0,
+        )
+    finally:
+        worker.stop()
+
+
+BURST = """
+import sys, time, json
+from concurrent.futures import ThreadPoolExecutor
+from producer import Client, Overloaded
+client = Client(sys.argv[1])
+def call(i):
+    start = time.monotonic()
+    try:
+        client.asr("tests/data/fox_kal16.wav", timeout=240)
+        return ("ok", time.monotonic() - start)
+    except Overloaded:
+        return ("overloaded", time.monotonic() - start)
+with ThreadPoolExecutor(100) as pool:
+    print(json.dumps(list(pool.map(call, range(int(sys.argv[2]))))))
+"""
+
+
+def test_a_burst_of_ten_times_the_bound_is_shaved(own_vhost: Vhost) -> None:
+    # Given an asr queue bounded at 10 requests and one slow worker
+    bound = 10
+    env = {"SPEECH_MAX_BACKLOG": str(bound)}
+    worker = Worker(own_vhost.url, "asr", name="shaver", env=env).start()
+    try:
+        # When 100 calls arrive at once
+        burst = subprocess.Popen(
+            [sys.executable, "-c", BURST, own_vhost.url, str(bound * 10)],
+            cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        conn = pika.BlockingConnection(pika.URLParameters(own_vhost.url))
+        channel = conn.channel()
+        deepest = 0
+        while burst.poll() is None:
+            depth = channel.queue_declare("asr", passive=True).method.message_count
+            deepest = max(deepest, depth)
+            time.sleep(0.02)
+        conn.close()
+        import json
+
+        outcomes = json.loads(burst.stdout.read())  # type: ignore[union-attr]
+        ok = [s for o, s in outcomes if o == "ok"]
+        refused = [s for o, s in outcomes if o == "overloaded"]
+        # Then the queue never held more than its bound
+        assert deepest <= bound
+        # And accepted calls completed, the rest failed fast with Overloaded
+        assert len(ok) + len(refused) == 100
+        assert len(ok) >= bound and refused
+        assert max(refused) < 5
+        record(
+            "overload",
+            calls=100,
+            bound=bound,
+            completed=len(ok),
+            overloaded=len(refused),
+            deepest_queue=deepest,
+            slowest_refusal_s=round(max(refused), 2),
+        )
+    finally:
+        worker.stop()

@@ -1,0 +1,90 @@
+"""Fuzzing the audio decoding and the message boundary: always a result or a clear error."""
+
+import io
+import threading
+
+import numpy as np
+import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from producer import Client, InvalidInput, SpeechError
+from producer.errors import InvalidAudio, PayloadTooLarge
+from tasks.audio import decode
+from tests.helpers import DATA, Vhost, Worker
+
+
+def _wav(fmt: str, subtype: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    t = np.arange(1600) / 16000
+    sf.write(buf, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 16000, format=fmt,
+             subtype=subtype)  # fmt: skip
+    return buf.getvalue()
+
+
+SEEDS = [_wav("WAV"), _wav("WAV", "PCM_U8"), _wav("FLAC"), _wav("OGG"), _wav("WAV", "FLOAT")]
+
+
+@st.composite
+def mutated_audio(draw: st.DrawFn) -> bytes:
+    """A real file with bytes flipped, cut or spliced: near-valid inputs hit deep paths."""
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(0, 8))):
+        pos = draw(st.integers(0, len(data) - 1))
+        data[pos] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, len(data)))
+    return bytes(data[:cut] if draw(st.booleans()) else data)
+
+
+@settings(max_examples=2500, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(mutated_audio(), st.binary(max_size=4096)))
+def test_decode_returns_audio_or_raises_invalid_audio(data: bytes) -> None:
+    try:
+        out = decode(data, max_seconds=30, max_bytes=1 << 20)
+    except (InvalidAudio, PayloadTooLarge) as exc:
+        assert str(exc)
+    else:
+        assert out.dtype == np.float32 and out.ndim == 1 and np.isfinite(out).all()
+
+
+def test_fuzzed_requests_through_the_broker_never_hurt_the_worker() -> None:
+    # Given a real worker, and 300 fuzzed payloads made by the strategy above
+    vhost = Vhost("speech-fuzz").create()
+    worker = Worker(vhost.url, "asr", concurrency=2, name="fuzzed").start()
+    payloads: list[bytes] = []
+
+    @settings(max_examples=300, database=None)
+    @given(st.one_of(mutated_audio(), st.binary(min_size=1, max_size=2048)))
+    def collect(data: bytes) -> None:
+        payloads.append(data)
+
+    collect()
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+    try:
+        with Client(vhost.url) as client:
+
+            def call(data: bytes) -> None:
+                try:
+                    client.asr(data, timeout=60)
+                    kind = "result"
+                except InvalidInput:
+                    kind = "invalid input"
+                with lock:
+                    outcomes[kind] = outcomes.get(kind, 0) + 1
+
+            # When they are sent 8 at a time
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(call, payloads))
+            # Then each got a result or a clear invalid-input error (nothing else escaped),
+            assert sum(outcomes.values()) == len(payloads)
+            # and the worker is alive and still transcribes
+            assert worker.alive()
+            assert client.asr(DATA / "fox_kal16.wav", timeout=60)["text"]
+    except SpeechError as exc:  # pragma: no cover - reported with context
+        raise AssertionError(f"unexpected error after {outcomes}: {exc!r}") from exc
+    finally:
+        worker.stop()
+        vhost.delete()

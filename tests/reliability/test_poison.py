@@ -1,0 +1,112 @@
+"""Messages no Celery producer would send, published raw: never run, dead-lettered."""
+
+import pickle
+import time
+import uuid
+
+import msgpack
+import pika
+
+import celeryconfig
+from producer import Client
+from tests.helpers import Vhost, Worker
+from tests.reliability.conftest import record
+
+
+def _headers(task: str, task_id: str) -> dict:
+    return {"lang": "py", "task": task, "id": task_id, "root_id": task_id, "retries": 0,
+            "argsrepr": "()", "kwargsrepr": "{}", "origin": "poison-test"}  # fmt: skip
+
+
+POISON = {
+    # name: (content type, headers, body)
+    "pickle": ("application/x-python-serialize", "speech.ping",
+               pickle.dumps(([], {}, {"callbacks": None}))),
+    "garbage": ("application/x-msgpack", "speech.asr", b"\xc1\xc1 not msgpack \xff"),
+    "json": ("application/json", "speech.ping", b'[[], {}, {}]'),
+    "unknown task": ("application/x-msgpack", "speech.format_disk",
+                     msgpack.packb([[], {}, {}])),
+    "body not a list": ("application/x-msgpack", "speech.asr", msgpack.packb(42)),
+    "no task header": ("application/x-msgpack", None, msgpack.packb([[], {}, {}])),
+}  # fmt: skip
+
+
+def test_poison_messages_are_dead_lettered_and_never_run(own_vhost: Vhost) -> None:
+    # Given a worker on the asr queue (its start declares the dead-letter queue)
+    worker = Worker(own_vhost.url, "asr", name="poisoned").start()
+    conn = pika.BlockingConnection(pika.URLParameters(own_vhost.url))
+    channel = conn.channel()
+    try:
+        # When each kind of poison is published straight to the queue
+        ids = {}
+        for name, (content_type, task, body) in POISON.items():
+            ids[name] = task_id = str(uuid.uuid4())
+            headers = _headers(task, task_id) if task else {}
+            props = pika.BasicProperties(
+                content_type=content_type, content_encoding="binary",
+                headers=headers, delivery_mode=2, correlation_id=task_id,
+            )  # fmt: skip
+            channel.basic_publish(celeryconfig.EXCHANGE_NAME, "asr", body, props)
+        # Then every one of them reaches the dead-letter queue
+        dead = celeryconfig.DEAD_LETTER_NAME
+        deadline = time.monotonic() + 30
+        while own_vhost.queues().get(dead, 0) < len(POISON) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert own_vhost.queues().get(dead) == len(POISON)
+        # And none ran, and the worker still serves
+        log = worker.log()
+        for task_id in ids.values():
+            assert f"{task_id}] succeeded" not in log
+        assert worker.alive()
+        with Client(own_vhost.url) as client:
+            assert client.ping("asr")["worker"].startswith("poisoned@")
+        # And the operator can see why each was dead-lettered
+        reasons = []
+        for _ in POISON:
+            method, props, _ = channel.basic_get(dead, auto_ack=True)
+            assert method is not None
+            reasons.append(props.headers["x-first-death-reason"])
+        assert set(reasons) == {"rejected"}
+        record("poison", kinds=len(POISON), dead_lettered=len(POISON), executed=0)
+    finally:
+        conn.close()
+        worker.stop()
+
+
+def test_a_request_that_kills_its_worker_every_time_stops_at_the_delivery_limit(
+    own_vhost: Vhost,
+) -> None:
+    # Given a worker whose every child is killed while it holds the request
+    # (simulated: kill the worker while a long request runs, each time it is redelivered)
+    import numpy as np
+    import soundfile as sf
+
+    from tests.helpers import DATA
+
+    long = np.concatenate([sf.read(DATA / "fox_kal16.wav", dtype="float32")[0]] * 12)
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, long, 16000, format="WAV")
+    with Client(own_vhost.url) as client:
+        client._declare_topology()
+        sig = client.app.signature("speech.asr", args=[buf.getvalue()])
+        result = sig.apply_async(queue="asr", expires=600)
+        deliveries = 0
+        dead = celeryconfig.DEAD_LETTER_NAME
+        for attempt in range(celeryconfig.max_redeliveries + 3):
+            if own_vhost.queues().get(dead, 0):
+                break
+            worker = Worker(own_vhost.url, "asr", name=f"doomed{attempt}").start()
+            deadline = time.monotonic() + 15
+            while f"{result.id}] received" not in worker.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            deliveries += f"{result.id}] received" in worker.log()
+            worker.kill()
+            time.sleep(1)
+        # Then after the first delivery and max_redeliveries more it is dead-lettered
+        # instead of looping for ever
+        assert own_vhost.queues().get(dead) == 1
+        assert own_vhost.queues()["asr"] == 0
+        assert deliveries == celeryconfig.max_redeliveries + 1
+        record("redelivery_cap", deliveries=deliveries, dead_lettered=1)
