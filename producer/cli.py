@@ -147,6 +147,8 @@ def _bridge(client: Client, args: argparse.Namespace) -> int:
     from producer.bridge import run_bridge  # pika only for this subcommand
 
     return run_bridge(client, args)
+
+
 def _status(client: Client, args: argparse.Namespace) -> int:
     from producer.status import format_table, status
 
