@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+import celeryconfig
 from tests.clients.servers import Gateway
 from tests.helpers import ARTIFACTS, DATA, TRANSCRIPTS, Vhost, word_errors
 
@@ -105,9 +106,14 @@ def test_bad_requests_get_a_status_and_a_clear_error(
 
 def test_health_reports_each_queue(gateway: Gateway) -> None:
     res = httpx.get(f"{gateway.url}/v1/health", timeout=30)
-    assert res.status_code == 200, res.text
-    asr = res.json()["queues"]["asr"]
+    queues = res.json()["queues"]
+    assert set(queues) == set(celeryconfig.ALGORITHMS)
+    asr = queues["asr"]
     assert asr["alive"] and asr["worker"].startswith("asr-session@") and asr["rtt_ms"] > 0
+    # Only asr has a worker in this session: 200 only when every queue answers.
+    all_alive = all(q["alive"] for q in queues.values())
+    assert res.status_code == (200 if all_alive else 503), res.text
+    assert res.json()["status"] == ("ok" if all_alive else "degraded")
 
 
 def test_openapi_documents_the_endpoints_and_their_errors(gateway: Gateway) -> None:
