@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
-.PHONY: demo test lint format bench broker install clean system-deps
+.PHONY: demo test lint format bench broker install clean system-deps test-clients
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,17 @@ demo: broker
 	  $(PY) -m producer asr $$f; \
 	done
 
-test: broker system-deps
+test: broker system-deps test-clients
 	$(PY) -m pytest
+
+# Node + amqplib, the non-Python backend of the bridge tests (tests/node), installed when
+# missing or when its lock file changed. (chromium for the try-it page: system-deps.)
+test-clients: tests/node/node_modules/.installed
+
+tests/node/node_modules/.installed: tests/node/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+	cd tests/node && npm ci --no-audit --no-fund
+	touch $@
 
 # What the operations tests need from the system, installed only when missing (CI runs as
 # root): Debian's chromium (browser check of Flower), docker-compose (validates
@@ -76,4 +85,4 @@ bench-algorithms: broker
 	$(PY) -m bench.algorithms
 
 clean:
-	rm -rf $(VENV) tests/artifacts .pytest_cache
+	rm -rf $(VENV) tests/artifacts .pytest_cache tests/node/node_modules

@@ -138,6 +138,24 @@ max_audio_seconds = _env_float("SPEECH_MAX_AUDIO_SECONDS", 600.0)
 # Default seconds a producer waits for an answer.
 default_timeout = _env_float("SPEECH_TIMEOUT", 60.0)
 
+# --- HTTP gateway (`python -m producer serve`) and AMQP bridge (`python -m producer bridge`)
+gateway_host = _env("SPEECH_GATEWAY_HOST", "127.0.0.1")
+gateway_port = _env_int("SPEECH_GATEWAY_PORT", 8000)
+# Producer calls block a thread each: this many run at once, later requests wait their turn.
+gateway_threads = _env_int("SPEECH_GATEWAY_THREADS", 32)
+# When set, every /v1 request must carry this key in the X-API-Key header.
+gateway_api_key = _env("SPEECH_API_KEY", "")
+# Seconds an overloaded gateway asks clients to wait before retrying (Retry-After).
+gateway_retry_after = _env_int("SPEECH_RETRY_AFTER", 5)
+# Seconds GET /v1/health waits for each queue's ping.
+gateway_health_timeout = _env_float("SPEECH_HEALTH_TIMEOUT", 3.0)
+# Requests the bridge runs at once (also its prefetch: more wait unacked in RabbitMQ).
+bridge_concurrency = _env_int("SPEECH_BRIDGE_CONCURRENCY", 16)
+# The bridge consumes `rpc.<algorithm>` on the default exchange; requests it cannot answer
+# (no reply_to) are dead-lettered through this exchange into this queue.
+bridge_queue_prefix = "rpc."
+bridge_dead_letter_exchange = _env("SPEECH_BRIDGE_DLX", "rpc.dlx")
+bridge_dead_letter_queue = _env("SPEECH_BRIDGE_DEAD_QUEUE", "rpc.dead")
 # --- Operations: events, task logs, Flower, status --------------------------------------
 # The producer announces each task (task-sent event) with its queue and routing key, so
 # Flower can show which queue a task went to; workers only add their own events while

@@ -30,6 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("queue")
     ping.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     ping.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
+
+    serve = sub.add_parser("serve", help="HTTP gateway and try-it page (producer/gateway.py)")
+    serve.add_argument("--host", help="bind address (default: SPEECH_GATEWAY_HOST)")
+    serve.add_argument("--port", type=int, help="port (default: SPEECH_GATEWAY_PORT)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    bridge = sub.add_parser("bridge", help="plain AMQP request/reply on rpc.<algorithm> queues")
+    bridge.add_argument("--concurrency", type=int, help="default: SPEECH_BRIDGE_CONCURRENCY")
+
     cli_algorithms.add_parsers(sub, _add_output_options)
 
     status = sub.add_parser("status", help="backlog, consumers and live workers per queue")
@@ -128,6 +137,18 @@ def _asr(client: Client, args: argparse.Namespace) -> int:
     return run_files(args, lambda f: client.asr(f, timeout=args.timeout), lambda r: r["text"])
 
 
+def _serve(client: Client, args: argparse.Namespace) -> int:
+    from producer.gateway import serve  # FastAPI only for this subcommand
+
+    return serve(client, args)
+
+
+def _bridge(client: Client, args: argparse.Namespace) -> int:
+    from producer.bridge import run_bridge  # pika only for this subcommand
+
+    return run_bridge(client, args)
+
+
 def _status(client: Client, args: argparse.Namespace) -> int:
     from producer.status import format_table, status
 
@@ -141,6 +162,8 @@ def _status(client: Client, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "asr": _asr,
     "ping": _ping,
+    "serve": _serve,
+    "bridge": _bridge,
     "status": _status,
     **cli_algorithms.COMMANDS,
 }

@@ -47,6 +47,9 @@ class Client:
         self.app.config_from_object(celeryconfig)
         if broker_url:
             self.app.conf.broker_url = broker_url
+            # Celery prefers a CELERY_BROKER_URL environment variable to conf.broker_url
+            # (`make test` exports one); the read/write URLs win over it.
+            self.app.conf.broker_read_url = self.app.conf.broker_write_url = broker_url
         # A caller must hear "broker down" within seconds: bound kombu's connection retries
         # (its default keeps retrying for the whole connect timeout, then retries publishes).
         self.app.conf.broker_transport_options = {

@@ -1,0 +1,247 @@
+"""`python -m producer bridge`: plain AMQP request/reply for backends that speak RabbitMQ.
+
+A request is published on the default exchange to the durable queue `rpc.<algorithm>`
+(`rpc.<algorithm>.<operation>` for algorithms with several, e.g. `rpc.speaker.verify`)
+with `reply_to` and `correlation_id` set, its body a msgpack map
+`{"audio": <bin> or [<bin>, ...], "options": {...}, "timeout": <seconds, optional>}`.
+The reply goes to `reply_to` (a named queue or RabbitMQ's direct reply-to) with the
+same correlation_id: `{"ok": true, "result": {...}}` or
+`{"ok": false, "error": {"type", "message"}}`.
+
+Calls run through producer.Client in a thread pool. pika connections are not thread-safe,
+so pool threads never touch the channel: they hand the finished reply back to the
+connection's thread with `add_callback_threadsafe`, which publishes it (with publisher
+confirms) and only then acks the request. A bridge that dies mid-call leaves its requests
+unacked, so RabbitMQ hands them to another bridge. Requests nobody can answer (no
+reply_to) are rejected without requeue and dead-lettered to `rpc.dead`.
+"""
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+import msgpack
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import AMQPConnectionError, AMQPError, ChannelClosedByBroker
+from pika.spec import Basic, BasicProperties
+
+import celeryconfig
+from producer import wire
+from producer.client import Client
+from producer.errors import InvalidInput, SpeechError
+
+log = logging.getLogger("speech.bridge")
+REQUEST_KEYS = {"audio", "options", "timeout"}
+REPLY_PROPERTIES = {"content_type": "application/msgpack"}
+PRECONDITION_FAILED = 406  # AMQP reply code: a queue exists with other arguments
+# Seconds a stopping bridge waits for calls in flight to be answered.
+DRAIN_SECONDS = 30.0
+
+
+def parse_request(body: bytes) -> tuple[list[bytes], dict[str, Any], float | None]:
+    """The clips, options and timeout of a request body; InvalidInput says what is wrong.
+
+    `audio` is one clip (bytes) or a list of clips (speaker.verify takes two)."""
+    try:
+        request = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise InvalidInput(f"request body is not msgpack ({exc or type(exc).__name__})") from None
+    if not isinstance(request, dict):
+        raise InvalidInput(f"request must be a msgpack map, got {type(request).__name__}")
+    unknown = set(request) - REQUEST_KEYS
+    if unknown:
+        raise InvalidInput(
+            f"unknown request fields {sorted(map(str, unknown))}; allowed: audio, options, timeout"
+        )
+    audio = request.get("audio")
+    clips = audio if isinstance(audio, list) and audio else [audio]
+    if not all(isinstance(clip, bytes) for clip in clips):
+        got = "nothing" if audio is None else type(audio).__name__
+        raise InvalidInput(f"'audio' must be msgpack binary (bytes) or a list of them, got {got}")
+    options = request.get("options") or {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise InvalidInput("'options' must be a map with string keys")
+    timeout = request.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise InvalidInput(f"'timeout' must be a number of seconds, got {timeout!r}")
+    return clips, options, timeout
+
+
+def encode_reply(outcome: dict[str, Any] | BaseException) -> bytes:
+    if isinstance(outcome, BaseException):
+        reply: dict[str, Any] = {"ok": False, "error": wire.error_body(outcome)}
+    else:
+        reply = {"ok": True, "result": wire.plain(outcome, binary=True)}
+    return msgpack.packb(reply, use_bin_type=True)
+
+
+class Bridge:
+    """Consumes every `rpc.<algorithm>` queue and answers through a Client."""
+
+    def __init__(self, client: Client, concurrency: int) -> None:
+        self.client = client
+        self.concurrency = max(1, concurrency)
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="bridge-call")
+        # One queue per operation: rpc.asr, and rpc.speaker.verify once operations exist.
+        prefix = celeryconfig.bridge_queue_prefix
+        self.queues = {f"{prefix}{op}": op for op in wire.operations(client)}
+        self.stopping = threading.Event()
+        self.in_flight = 0  # touched only on the connection's thread
+        self.connection: pika.BlockingConnection | None = None
+        self._channels: list[BlockingChannel] = []
+
+    # --- life cycle ------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until stop(); reconnect with backoff when the broker goes away."""
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                self._serve_connection()
+                backoff = 0.5
+            except ChannelClosedByBroker as exc:
+                if exc.reply_code != PRECONDITION_FAILED:
+                    raise
+                # Retrying cannot help: an rpc.* queue exists with other arguments.
+                log.error("cannot declare the bridge queues: %s", exc.reply_text)
+                return 1
+            except AMQPConnectionError as exc:
+                log.warning("broker unreachable (%s); retrying in %.1f s", exc or "closed", backoff)
+            except AMQPError as exc:
+                log.warning("AMQP error %r; reconnecting in %.1f s", exc, backoff)
+            if not self.stopping.wait(backoff):
+                backoff = min(backoff * 2, 10.0)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        return 0
+
+    def stop(self) -> None:
+        """Stop taking requests; requests in flight are still answered (from any thread)."""
+        self.stopping.set()
+        conn = self.connection
+        if conn is not None and conn.is_open:
+            conn.add_callback_threadsafe(lambda: self._stop_consuming())
+
+    def _stop_consuming(self) -> None:
+        for channel in self._channels:
+            if channel.is_open:
+                channel.stop_consuming()
+
+    def _serve_connection(self) -> None:
+        # The Client's effective URL (an explicit --broker beats CELERY_BROKER_URL).
+        url = self.client.app.connection_for_write().as_uri(include_password=True)
+        params = pika.URLParameters(url)
+        params.connection_attempts = 1
+        params.socket_timeout = celeryconfig.broker_connection_timeout
+        self.connection = conn = pika.BlockingConnection(params)
+        self.in_flight = 0  # calls begun on a lost connection are redelivered, not answered
+        try:
+            channel = conn.channel()
+            self._channels = [channel]
+            self._declare(channel)
+            channel.confirm_delivery()  # a reply counts as published once the broker has it
+            channel.basic_qos(prefetch_count=self.concurrency)
+            for queue, algorithm in self.queues.items():
+                channel.basic_consume(queue, partial(self._on_request, algorithm))
+            log.info("bridge consuming %s, %d at a time", ", ".join(self.queues), self.concurrency)
+            if not self.stopping.is_set():
+                channel.start_consuming()
+            self._drain(conn)
+        finally:
+            self.connection = None
+            if conn.is_open:
+                conn.close()
+
+    def _declare(self, channel: BlockingChannel) -> None:
+        dlx, dead = celeryconfig.bridge_dead_letter_exchange, celeryconfig.bridge_dead_letter_queue
+        channel.exchange_declare(dlx, "fanout", durable=True)
+        channel.queue_declare(dead, durable=True)
+        channel.queue_bind(dead, dlx)
+        for queue in self.queues:
+            channel.queue_declare(queue, durable=True, arguments={"x-dead-letter-exchange": dlx})
+
+    def _drain(self, conn: pika.BlockingConnection) -> None:
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.in_flight and time.monotonic() < deadline and conn.is_open:
+            conn.process_data_events(time_limit=0.1)
+        if self.in_flight:
+            log.warning(
+                "stopping with %d requests unanswered: RabbitMQ redelivers them", self.in_flight
+            )
+
+    # --- requests ----------------------------------------------------------------------------
+    def _on_request(
+        self,
+        algorithm: str,
+        channel: BlockingChannel,
+        method: Basic.Deliver,
+        props: BasicProperties,
+        body: bytes,
+    ) -> None:
+        if not props.reply_to:
+            # Nowhere to send an answer: keep the request for inspection instead of losing it.
+            log.warning("request on %s without reply_to: dead-lettered", method.routing_key)
+            channel.basic_reject(method.delivery_tag, requeue=False)
+            return
+        try:
+            clips, options, timeout = parse_request(body)
+        except InvalidInput as exc:
+            self._answer(channel, method, props, encode_reply(exc))
+            return
+        self.in_flight += 1
+        conn = self.connection
+        assert conn is not None
+        future = self.pool.submit(self._call, algorithm, clips, options, timeout)
+        future.add_done_callback(
+            lambda f: _threadsafe(conn, partial(self._finish, channel, method, props, f))
+        )
+
+    def _call(
+        self, operation: str, clips: list[bytes], options: dict[str, Any], timeout: float | None
+    ) -> bytes:
+        try:
+            return encode_reply(wire.invoke(self.client, operation, clips, timeout, options))
+        except SpeechError as exc:
+            return encode_reply(exc)
+        except Exception as exc:  # a bug must still answer the caller, not strand it
+            log.exception("unexpected error running %s", operation)
+            return encode_reply(exc)
+
+    def _finish(
+        self, channel: BlockingChannel, method: Basic.Deliver, props: BasicProperties, f: Future
+    ) -> None:
+        self.in_flight -= 1
+        self._answer(channel, method, props, f.result())
+
+    def _answer(
+        self, channel: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
+    ) -> None:
+        if not channel.is_open:
+            return  # the request is redelivered to whoever consumes next
+        reply = BasicProperties(correlation_id=props.correlation_id, **REPLY_PROPERTIES)
+        channel.basic_publish("", props.reply_to, body, reply)
+        channel.basic_ack(method.delivery_tag)
+
+
+def _threadsafe(conn: pika.BlockingConnection, callback: Any) -> None:
+    try:
+        conn.add_callback_threadsafe(callback)
+    except Exception:  # the connection closed while the call ran: the request is redelivered
+        log.info("connection closed before a reply could be sent")
+
+
+def run_bridge(client: Client, args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    bridge = Bridge(client, args.concurrency or celeryconfig.bridge_concurrency)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: bridge.stop())
+    status = bridge.run()
+    log.info("bridge stopped")
+    return status

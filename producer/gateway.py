@@ -1,0 +1,294 @@
+"""`python -m producer serve`: the HTTP gateway and its try-it page.
+
+POST /v1/{algorithm} takes audio as the request body (Content-Type audio/* or
+application/octet-stream) or as the `audio` field of a multipart upload; options come as
+query parameters or form fields (JSON literals are decoded: `?threshold=0.6` is a number).
+The call goes through producer.Client, so timeouts, limits and errors are the library's;
+errors answer {"error": {"type", "message"}} with the status from producer.wire.
+
+The Client blocks while it waits, so calls run in a thread pool: one slow call never
+holds up the event loop, and each pool thread has its own reply queue in the Client.
+Imported only by the `serve` subcommand: `import producer` must not pull in FastAPI.
+"""
+
+import argparse
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import celeryconfig
+from producer import wire
+from producer.client import Client
+from producer.errors import CallTimeout, InvalidAudio, InvalidInput, PayloadTooLarge, SpeechError
+
+STATIC = Path(__file__).with_name("static")
+# Multipart framing and option fields on top of the audio itself.
+MULTIPART_SLACK = 64 * 1024
+RAW_TYPES = {"", "application/octet-stream"}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"example": example}}}
+    for code, text, example in [
+        (400, "bad input or options", {"error": {"type": "InvalidOptions", "message": "..."}}),
+        (401, "missing or wrong X-API-Key", {"error": {"type": "Unauthorized", "message": ""}}),
+        (404, "unknown algorithm", {"error": {"type": "UnknownAlgorithm", "message": "..."}}),
+        (413, "audio above the payload limit", {"error": {"type": "PayloadTooLarge"}}),
+        (415, "not audio, or audio that cannot be decoded", {"error": {"type": "InvalidAudio"}}),
+        (502, "the algorithm failed on the worker", {"error": {"type": "RemoteError"}}),
+        (503, "broker unreachable or overloaded (see Retry-After)", {"error": {"type": "..."}}),
+        (504, "no answer within the timeout", {"error": {"type": "CallTimeout"}}),
+    ]
+}
+AUDIO_BODY = {
+    "required": True,
+    "content": {
+        "audio/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["audio"],
+                "properties": {
+                    "audio": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "the clip; two for speaker.verify",
+                    },
+                    "timeout": {"type": "number"},
+                },
+                "additionalProperties": {"description": "algorithm options, or extra clips"},
+            }
+        },
+    },
+}
+
+
+def create_app(
+    client: Client,
+    *,
+    threads: int = celeryconfig.gateway_threads,
+    api_key: str = celeryconfig.gateway_api_key,
+    retry_after: int = celeryconfig.gateway_retry_after,
+    health_timeout: float = celeryconfig.gateway_health_timeout,
+) -> FastAPI:
+    calls = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call")
+    # Health pings get their own threads: a gateway busy with long calls still answers them.
+    pings = ThreadPoolExecutor(len(client.algorithms), thread_name_prefix="gateway-ping")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        calls.shutdown(wait=False, cancel_futures=True)
+        pings.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="Speech platform gateway",
+        version="1",
+        summary="Run the platform's speech algorithms over HTTP.",
+        lifespan=lifespan,
+    )
+    authorized = Depends(_key_check(api_key))
+
+    @app.exception_handler(SpeechError)
+    async def speech_error(_: Request, exc: SpeechError) -> JSONResponse:
+        status = wire.http_status(exc)
+        headers = {}
+        if status == 503:
+            headers["Retry-After"] = str(getattr(exc, "retry_after", None) or retry_after)
+        return JSONResponse({"error": wire.error_body(exc)}, status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Framework errors (bad multipart, unknown path, wrong method) in the same shape.
+        body = {"error": {"type": "HTTPError", "message": str(exc.detail)}}
+        return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(_: Request, __: _Unauthorized) -> JSONResponse:
+        message = "missing or wrong X-API-Key header"
+        return JSONResponse({"error": {"type": "Unauthorized", "message": message}}, 401)
+
+    names = wire.operations(client)
+
+    @app.get("/v1/algorithms", dependencies=[authorized])
+    async def algorithms() -> dict[str, list[str]]:
+        """The algorithm queues, and the operations POST /v1/{algorithm} accepts."""
+        return {"algorithms": list(client.algorithms), "operations": names}
+
+    @app.get("/v1/health", dependencies=[authorized], responses={503: {"description": "down"}})
+    async def health() -> JSONResponse:
+        """Ping every algorithm queue: is a worker answering, and how fast."""
+        loop = asyncio.get_running_loop()
+        names = list(client.algorithms)
+        probes = [loop.run_in_executor(pings, _probe, client, q, health_timeout) for q in names]
+        queues = dict(zip(names, await asyncio.gather(*probes), strict=True))
+        alive = sum(q["alive"] for q in queues.values())
+        status = "ok" if alive == len(queues) else "degraded" if alive else "down"
+        return JSONResponse({"status": status, "queues": queues}, 200 if status == "ok" else 503)
+
+    @app.post(
+        "/v1/{algorithm}",
+        dependencies=[authorized],
+        responses=ERROR_RESPONSES,
+        openapi_extra={"requestBody": AUDIO_BODY},
+    )
+    async def run(algorithm: str, request: Request) -> JSONResponse:
+        """Run `algorithm` on the audio and answer its result."""
+        if algorithm not in names:
+            known = ", ".join(names)
+            message = f"unknown algorithm {algorithm!r}; known: {known}"
+            return JSONResponse({"error": {"type": "UnknownAlgorithm", "message": message}}, 404)
+        started = time.monotonic()
+        clips, options = await _read_request(request, client.max_payload_bytes)
+        # `timeout` steers the call; every other option goes to the algorithm.
+        timeout = _timeout(options.pop("timeout", None), client.timeout)
+        deadline = started + timeout
+
+        def call() -> dict[str, Any]:
+            # Time spent waiting for a free thread counts against the caller's timeout.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CallTimeout(f"no gateway thread became free within {timeout:g} s")
+            result = wire.invoke(client, algorithm, clips, remaining, options)
+            return wire.plain(result, binary=False)  # base64 work off the event loop
+
+        result = await asyncio.get_running_loop().run_in_executor(calls, call)
+        seconds = round(time.monotonic() - started, 4)
+        body = {"algorithm": algorithm, "result": result}
+        return JSONResponse({**body, "seconds": seconds})
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _key_check(api_key: str) -> Callable[..., None]:
+    header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+    def check(key: str | None = Depends(header)) -> None:
+        if api_key and not hmac.compare_digest((key or "").encode(), api_key.encode()):
+            raise _Unauthorized()
+
+    return check
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def _probe(client: Client, queue: str, timeout: float) -> dict[str, Any]:
+    try:
+        answer = client.ping(queue, timeout=timeout)
+    except SpeechError as exc:
+        return {"alive": False, "error": wire.error_body(exc)}
+    return {"alive": True, "worker": answer["worker"], "rtt_ms": round(answer["rtt"] * 1000, 1)}
+
+
+async def _read_request(request: Request, max_bytes: int) -> tuple[list[bytes], dict[str, Any]]:
+    """The clips and the options of a request, refusing oversized bodies before reading."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    multipart = ctype == "multipart/form-data"
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes + (MULTIPART_SLACK if multipart else 0):
+        raise _too_large(int(length), max_bytes)
+    options = {k: _option_value(v) for k, v in request.query_params.items()}
+    if multipart:
+        return await _read_form(request, max_bytes, options)
+    if ctype in RAW_TYPES or ctype.startswith("audio/"):
+        return [await _read_capped(request, max_bytes)], options
+    raise InvalidAudio(
+        f"Content-Type {ctype!r} is not audio: send the audio as the body (audio/* or"
+        " application/octet-stream) or as the 'audio' field of a multipart/form-data upload"
+        + (
+            " (curl --data-binary needs -H 'Content-Type: audio/wav')"
+            if "urlencoded" in ctype
+            else ""
+        )
+    )
+
+
+async def _read_capped(request: Request, max_bytes: int) -> bytes:
+    # Chunked uploads have no Content-Length: count while reading, stop at the limit.
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(size, max_bytes, at_least=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_form(
+    request: Request, max_bytes: int, options: dict[str, Any]
+) -> tuple[list[bytes], dict[str, Any]]:
+    form = await request.form(max_files=8, max_fields=64)
+    try:
+        clips: list[bytes] = []
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if value.size is not None and value.size > max_bytes:
+                    raise _too_large(value.size, max_bytes)
+                data = await value.read()
+                # Every `audio` field is a clip (speaker verify takes two); other files
+                # are passed to the algorithm as bytes options.
+                if key == "audio":
+                    clips.append(data)
+                else:
+                    options[key] = data
+            else:
+                options[key] = _option_value(value)
+        if not clips:
+            raise InvalidInput("multipart upload without an 'audio' file field")
+        return clips, options
+    finally:
+        await form.close()
+
+
+def _too_large(size: int, max_bytes: int, at_least: bool = False) -> PayloadTooLarge:
+    more = "more than " if at_least else ""
+    return PayloadTooLarge(
+        f"request is {more}{size} bytes, the maximum payload is {max_bytes}"
+        " (SPEECH_MAX_PAYLOAD_BYTES)"
+    )
+
+
+def _option_value(text: str) -> Any:
+    """JSON literals become values (numbers, booleans, lists); anything else stays text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _timeout(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+        raise InvalidInput(f"timeout must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def serve(client: Client, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    app = create_app(client)
+    host = args.host or celeryconfig.gateway_host
+    port = celeryconfig.gateway_port if args.port is None else args.port
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log)
+    return 0

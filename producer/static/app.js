@@ -1,0 +1,145 @@
+// The try-it page: pick or record a clip, pick an algorithm, POST it to the gateway.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { clip: null, second: null };
+
+function headers() {
+  const key = $("apikey").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function getJSON(path) {
+  const res = await fetch(path, { headers: headers() });
+  return { status: res.status, body: await res.json() };
+}
+
+async function loadAlgorithms() {
+  const { status, body } = await getJSON("/v1/algorithms");
+  if (status !== 200) { $("health").textContent = body.error ? body.error.message : `HTTP ${status}`; return; }
+  const names = body.operations || body.algorithms;  // "speaker.verify" once operations exist
+  $("algorithm").replaceChildren(...names.map((a) => new Option(a, a)));
+  refreshHealth();
+}
+
+async function refreshHealth() {
+  const { body } = await getJSON("/v1/health");
+  if (!body.queues) return;
+  $("health").replaceChildren(...Object.entries(body.queues).map(([name, q]) => {
+    const badge = document.createElement("span");
+    badge.className = q.alive ? "q alive" : "q";
+    badge.dataset.queue = name;
+    badge.title = q.alive ? `${q.worker}, ${q.rtt_ms} ms` : q.error.message;
+    badge.textContent = `${name} ${q.alive ? "✓" : "✗"}`;
+    return badge;
+  }));
+}
+
+// Decode the clip in the browser only to draw it; the gateway receives the original bytes.
+async function useClip(blob, name) {
+  state.clip = { blob, name };
+  $("clip-name").textContent = `${name} (${(blob.size / 1024).toFixed(1)} KiB)`;
+  $("player").src = URL.createObjectURL(blob);
+  $("player").hidden = false;
+  $("run").disabled = false;
+  try {
+    const ctx = new AudioContext();
+    const audio = await ctx.decodeAudioData(await blob.arrayBuffer());
+    Object.assign(state.clip, { samples: audio.getChannelData(0), sampleRate: audio.sampleRate, duration: audio.duration });
+    ctx.close();
+  } catch (err) {
+    $("clip-name").textContent += " — the browser cannot draw this format, the server may still decode it";
+  }
+  SpeechRender.drawWaveform($("waveform"), state.clip);
+}
+
+async function run() {
+  if (!state.clip) return;
+  const algorithm = $("algorithm").value;
+  const form = new FormData();
+  form.append("audio", state.clip.blob, state.clip.name);
+  // A second clip only for the operations that compare two (speaker.verify).
+  if (state.second && algorithm.endsWith("verify")) form.append("audio", state.second.blob, state.second.name);
+  let options = {};
+  try {
+    options = $("options").value.trim() ? JSON.parse($("options").value) : {};
+  } catch (err) {
+    return showError({ type: "InvalidOptions", message: `options are not JSON: ${err.message}` });
+  }
+  Object.entries(options).forEach(([k, v]) => form.append(k, JSON.stringify(v)));
+  $("run").disabled = true;
+  $("status").textContent = `running ${algorithm}…`;
+  const started = performance.now();
+  try {
+    const res = await fetch(`/v1/${encodeURIComponent(algorithm)}`, { method: "POST", body: form, headers: headers() });
+    const body = await res.json();
+    $("json").textContent = JSON.stringify(body, null, 2);
+    if (!res.ok) return showError(body.error || { type: `HTTP ${res.status}`, message: "" });
+    const overlay = SpeechRender.render(body.result, $("result"));
+    SpeechRender.drawWaveform($("waveform"), state.clip, overlay);
+    $("status").textContent = `${algorithm} answered in ${((performance.now() - started) / 1000).toFixed(2)} s`;
+  } catch (err) {
+    showError({ type: "NetworkError", message: String(err) });
+  } finally {
+    $("run").disabled = false;
+  }
+}
+
+function showError(error) {
+  const p = document.createElement("p");
+  p.className = "error";
+  p.id = "error";
+  p.textContent = `${error.type}: ${error.message}`;
+  $("result").replaceChildren(p);
+  $("status").textContent = "failed";
+}
+
+// Recording: raw PCM through Web Audio, packed as 16-bit WAV, which every worker decodes
+// (MediaRecorder's webm/opus is not a format libsndfile reads).
+let recorder = null;
+async function toggleRecording() {
+  if (recorder) return recorder.stop();
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const ctx = new AudioContext();
+  const source = ctx.createMediaStreamSource(stream);
+  const tap = ctx.createScriptProcessor(4096, 1, 1);
+  const chunks = [];
+  tap.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+  source.connect(tap); tap.connect(ctx.destination);
+  $("record").classList.add("on"); $("record").textContent = "■ Stop";
+  recorder = {
+    stop() {
+      tap.disconnect(); source.disconnect(); stream.getTracks().forEach((t) => t.stop());
+      const rate = ctx.sampleRate;
+      ctx.close();
+      recorder = null;
+      $("record").classList.remove("on"); $("record").textContent = "● Record";
+      useClip(wav(chunks, rate), "recording.wav");
+    },
+  };
+}
+
+function wav(chunks, rate) {
+  const n = chunks.reduce((s, c) => s + c.length, 0);
+  const view = new DataView(new ArrayBuffer(44 + n * 2));
+  const text = (at, s) => [...s].forEach((ch, i) => view.setUint8(at + i, ch.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + n * 2, true); text(8, "WAVEfmt ");
+  view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, rate * 2, true);
+  view.setUint16(32, 2, true); view.setUint16(34, 16, true);
+  text(36, "data"); view.setUint32(40, n * 2, true);
+  let at = 44;
+  chunks.forEach((c) => c.forEach((v) => { view.setInt16(at, Math.max(-1, Math.min(1, v)) * 32767, true); at += 2; }));
+  return new Blob([view], { type: "audio/wav" });
+}
+
+$("file").addEventListener("change", (e) => e.target.files[0] && useClip(e.target.files[0], e.target.files[0].name));
+$("file2").addEventListener("change", (e) => {
+  const f = e.target.files[0];
+  state.second = f ? { blob: f, name: f.name } : null;
+});
+$("record").addEventListener("click", () => toggleRecording().catch((err) => showError({ type: "Microphone", message: String(err) })));
+$("run").addEventListener("click", run);
+$("apikey").value = localStorage.getItem("speech-api-key") || "";
+$("apikey").addEventListener("change", () => { localStorage.setItem("speech-api-key", $("apikey").value); loadAlgorithms(); });
+loadAlgorithms();

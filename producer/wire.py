@@ -1,0 +1,96 @@
+"""Results and errors in the shapes the gateway (JSON) and the bridge (msgpack) send.
+
+Algorithm results are plain msgpack types, except that the producer may hand back numpy
+arrays and raw bytes (denoised audio, packed feature matrices). Both doors turn those into
+one shape, `{"dtype", "shape", "data"}`, the same shape the workers send: msgpack carries
+`data` as raw bytes, JSON as base64. numpy is never imported here: arrays are recognised
+by what they offer (dtype, shape, tobytes), so a producer host needs no numpy.
+"""
+
+import base64
+import math
+from typing import Any
+
+from producer import errors
+
+# Operations that take several clips have a Client method of their own (issue 3's
+# speaker verify); every other operation goes through Client.call with one clip.
+MULTI_CLIP_METHODS = {"speaker.verify": "speaker_verify"}
+
+# Most specific first: an error maps by the first class name in its MRO found here.
+# `Overloaded` is matched by name so this table works before and after it exists.
+HTTP_STATUS: dict[str, int] = {
+    "PayloadTooLarge": 413,
+    "InvalidAudio": 415,
+    "InvalidOptions": 400,
+    "InvalidInput": 400,
+    "Overloaded": 503,
+    "CallTimeout": 504,
+    "BrokerUnavailable": 503,
+    "RemoteError": 502,
+    "SpeechError": 500,
+}
+
+
+def plain(value: Any, *, binary: bool) -> Any:
+    """`value` as msgpack types (binary=True) or JSON types (binary=False)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v, binary=binary) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v, binary=binary) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        return data if binary else base64.b64encode(data).decode("ascii")
+    if _is_array(value):
+        return {
+            "dtype": str(value.dtype),
+            "shape": [int(n) for n in value.shape],
+            "data": plain(value.tobytes(), binary=binary),
+        }
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar
+        return plain(value.item(), binary=binary)
+    if isinstance(value, float) and not binary and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity (pyin's unvoiced f0 is NaN)
+    return value
+
+
+def _is_array(value: Any) -> bool:
+    return all(hasattr(value, a) for a in ("dtype", "shape", "tobytes")) and bool(value.shape)
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """{"type", "message"}: the platform error's class name and its message."""
+    if isinstance(exc, errors.RemoteError):
+        return {"type": "RemoteError", "message": str(exc), "remote_type": exc.remote_type}
+    if isinstance(exc, errors.SpeechError):
+        return {"type": type(exc).__name__, "message": str(exc)}
+    # Anything else is a bug on our side: say so without leaking internals.
+    return {"type": "InternalError", "message": f"unexpected {type(exc).__name__}: {exc}"}
+
+
+def http_status(exc: BaseException) -> int:
+    for cls in type(exc).__mro__:
+        if cls.__name__ in HTTP_STATUS:
+            return HTTP_STATUS[cls.__name__]
+    return 500
+
+
+def operations(client: Any) -> list[str]:
+    """What the doors accept: the Client's operations ("speaker.verify") when it has
+    them, else its algorithms (one operation per queue)."""
+    return list(getattr(client, "operations", None) or client.algorithms)
+
+
+def invoke(
+    client: Any, operation: str, clips: list[bytes], timeout: float | None, options: dict[str, Any]
+) -> Any:
+    """Run `operation` on one clip or, for the operations made for it, several."""
+    if len(clips) == 1:
+        return client.call(operation, clips[0], timeout, **options)
+    method = getattr(client, MULTI_CLIP_METHODS.get(operation, ""), None)
+    if method is None:
+        raise errors.InvalidInput(f"{operation} takes one clip, got {len(clips)}")
+    try:
+        return method(*clips, timeout=timeout, **options)
+    except TypeError as exc:  # an option the method does not take
+        raise errors.InvalidOptions(f"{operation}: {exc}") from None

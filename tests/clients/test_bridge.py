@@ -1,0 +1,226 @@
+"""The AMQP bridge from outside: hand-written pika and Node.js (amqplib) RPC clients."""
+
+import json
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import msgpack
+import pika
+import pytest
+
+from tests.clients.servers import Bridge
+from tests.helpers import DATA, REPO, TRANSCRIPTS, Vhost, Worker, rabbitmqctl, word_errors
+
+FOX = (DATA / "fox_kal16.wav").read_bytes()
+DIRECT = "amq.rabbitmq.reply-to"
+
+
+class RpcClient:
+    """What any RabbitMQ backend writes: publish with reply_to + correlation_id, wait."""
+
+    def __init__(self, url: str, reply_to: str = DIRECT) -> None:
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        if reply_to != DIRECT:  # a classic exclusive reply queue named by the broker
+            reply_to = self.channel.queue_declare("", exclusive=True).method.queue
+        self.reply_to = reply_to
+        self.replies: dict[str, dict[str, Any]] = {}
+        self.channel.basic_consume(reply_to, self._on_reply, auto_ack=True)
+
+    def _on_reply(self, _ch: Any, _m: Any, props: pika.BasicProperties, body: bytes) -> None:
+        self.replies[props.correlation_id] = msgpack.unpackb(body)
+
+    def send(self, body: bytes, queue: str = "rpc.asr", **props: Any) -> str:
+        cid = uuid.uuid4().hex
+        props = {"reply_to": self.reply_to, "correlation_id": cid, **props}
+        self.channel.basic_publish("", queue, body, pika.BasicProperties(**props))
+        return cid
+
+    def wait(self, *cids: str, timeout: float = 90) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while not all(c in self.replies for c in cids):
+            assert time.monotonic() < deadline, f"no reply within {timeout} s"
+            self.connection.process_data_events(time_limit=0.2)
+        return [self.replies.pop(c) for c in cids]
+
+    def call(self, request: dict[str, Any], timeout: float = 90) -> dict[str, Any]:
+        return self.wait(self.send(msgpack.packb(request)), timeout=timeout)[0]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def rpc(bridge: Bridge, broker_url: str) -> Any:
+    client = RpcClient(broker_url)
+    yield client
+    client.close()
+
+
+def test_pika_rpc_with_a_classic_reply_queue(bridge: Bridge, broker_url: str) -> None:
+    client = RpcClient(broker_url, reply_to="exclusive")
+    try:
+        reply = client.call({"audio": FOX, "options": {}, "timeout": 60})
+    finally:
+        client.close()
+    assert reply["ok"], reply
+    assert word_errors(TRANSCRIPTS["fox_kal16.wav"], reply["result"]["text"]) <= 2
+
+
+def test_pika_direct_reply_to_many_requests_at_once(rpc: RpcClient) -> None:
+    # Given eight requests for four different clips, all published before any reply
+    names = ["fox_awb.wav", "numbers_kal16.wav", "meeting_awb.wav", "fox_rms.wav"] * 2
+    cids = [rpc.send(msgpack.packb({"audio": (DATA / n).read_bytes()})) for n in names]
+    # When the replies come back, in whatever order
+    replies = rpc.wait(*cids, timeout=180)
+    # Then each correlation id carries its own clip's transcript
+    for name, reply in zip(names, replies, strict=True):
+        assert reply["ok"], reply
+        assert word_errors(TRANSCRIPTS[name], reply["result"]["text"]) <= 3, (name, reply)
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        (b"\xc1 not msgpack", "InvalidInput", "not msgpack"),
+        (msgpack.packb([FOX]), "InvalidInput", "must be a msgpack map"),
+        (msgpack.packb({"options": {}}), "InvalidInput", "'audio' must be msgpack binary"),
+        (msgpack.packb({"audio": "text"}), "InvalidInput", "got str"),
+        (msgpack.packb({"audio": [FOX, FOX]}), "InvalidInput", "asr takes one clip, got 2"),
+        (msgpack.packb({"audio": FOX, "options": [1]}), "InvalidInput", "'options' must be a map"),
+        (msgpack.packb({"audio": FOX, "opts": {}}), "InvalidInput", "unknown request fields"),
+        (msgpack.packb({"audio": FOX, "timeout": "soon"}), "InvalidInput", "'timeout'"),
+        (msgpack.packb({"audio": FOX, "timeout": -2}), "InvalidInput", "positive"),
+        (msgpack.packb({"audio": b"RIFF" + bytes(500)}), "InvalidAudio", "cannot decode"),
+        (msgpack.packb({"audio": FOX, "options": {"beam": 3}}), "InvalidOptions", "no options"),
+    ],  # fmt: skip
+    ids=[
+        "garbage",
+        "list",
+        "no-audio",
+        "str-audio",
+        "two-clips",
+        "options-list",
+        "unknown-field",
+        "timeout-str",
+        "timeout-negative",
+        "bad-audio",
+        "unknown-option",
+    ],  # fmt: skip
+)
+def test_malformed_requests_get_an_error_reply(
+    rpc: RpcClient, body: bytes, error: str, message: str
+) -> None:
+    [reply] = rpc.wait(rpc.send(body), timeout=60)
+    assert reply["ok"] is False
+    assert reply["error"]["type"] == error and message in reply["error"]["message"], reply
+
+
+def test_request_without_reply_to_is_dead_lettered_and_the_bridge_serves_on(
+    rpc: RpcClient, bridge: Bridge
+) -> None:
+    # Given a request nobody can be answered for (no reply_to)
+    marker = uuid.uuid4().hex
+    rpc.channel.basic_publish("", "rpc.asr", b"\xc1", pika.BasicProperties(correlation_id=marker))
+    # Then it lands in rpc.dead, stamped with the queue it came from
+    deadline = time.monotonic() + 15
+    while True:
+        method, props, body = rpc.channel.basic_get("rpc.dead", auto_ack=True)
+        if method is not None and props.correlation_id == marker:
+            break
+        assert time.monotonic() < deadline, "request never dead-lettered"
+        time.sleep(0.2)
+    assert props.headers["x-death"][0]["queue"] == "rpc.asr"
+    assert props.headers["x-death"][0]["reason"] == "rejected"
+    # And the bridge is still alive and answering
+    assert rpc.call({"audio": FOX})["ok"]
+    assert bridge.proc is not None and bridge.proc.poll() is None
+
+
+def test_a_request_is_acked_only_after_its_reply_so_a_crash_loses_nothing() -> None:
+    # Given a bridge on a vhost where no worker serves asr yet
+    vhost = Vhost().create()
+    first = Bridge(vhost.url, concurrency=2).start()
+    second, worker, client = None, None, RpcClient(vhost.url)
+    try:
+        cid = client.send(msgpack.packb({"audio": FOX, "timeout": 60}))
+        # When the request is taken but not answered, it stays unacked in RabbitMQ
+        _wait_for(lambda: _unacked(vhost, "rpc.asr") == 1)
+        # And the bridge dies mid-call (SIGKILL: no clean-up at all)
+        first.proc.kill()  # type: ignore[union-attr]
+        first.proc.wait(10)  # type: ignore[union-attr]
+        # Then RabbitMQ hands the request to the next bridge, which answers it
+        worker = Worker(vhost.url, "asr", name="bridge-late").start()
+        second = Bridge(vhost.url, concurrency=2).start()
+        [reply] = client.wait(cid, timeout=90)
+        assert reply["ok"], reply
+        assert word_errors(TRANSCRIPTS["fox_kal16.wav"], reply["result"]["text"]) <= 2
+        _wait_for(lambda: _unacked(vhost, "rpc.asr") == 0)
+    finally:
+        client.close()
+        for proc in (first, second, worker):
+            if proc is not None:
+                proc.stop()
+        vhost.delete()
+
+
+def test_a_call_nobody_serves_answers_call_timeout_and_is_acked() -> None:
+    vhost = Vhost().create()
+    server = Bridge(vhost.url, concurrency=2).start()
+    client = RpcClient(vhost.url)
+    try:
+        start = time.monotonic()
+        reply = client.call({"audio": FOX, "timeout": 1.5}, timeout=30)
+        assert reply["error"]["type"] == "CallTimeout", reply
+        assert time.monotonic() - start < 6
+        _wait_for(lambda: _unacked(vhost, "rpc.asr") == 0)
+    finally:
+        client.close()
+        server.stop()
+        vhost.delete()
+
+
+def test_node_amqplib_client(bridge: Bridge, broker_url: str) -> None:
+    # A non-Python backend: Node.js with the npm amqplib package and direct reply-to.
+    done = subprocess.run(
+        ["node", "tests/node/bridge_client.mjs", broker_url, "asr", str(DATA / "fox_rms.wav")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers = {a["case"]: a for a in map(json.loads, done.stdout.splitlines())}
+    good = answers["good"]["reply"]
+    assert good["ok"] and word_errors(TRANSCRIPTS["fox_rms.wav"], good["result"]["text"]) <= 2
+    assert answers["not_msgpack"]["reply"]["error"]["type"] == "InvalidInput"
+    assert "'audio'" in answers["no_audio"]["reply"]["error"]["message"]
+    assert len({a["correlationId"] for a in answers.values()}) == 3
+
+
+def _unacked(vhost: Vhost, queue: str) -> int:
+    out = rabbitmqctl("list_queues", "-p", vhost.name, "name", "messages_unacknowledged")
+    rows = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
+    return int(rows.get(queue, "-1"))
+
+
+def _wait_for(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.3)
+
+
+def test_a_conflicting_queue_stops_the_bridge_with_a_clear_error() -> None:
+    # Given an rpc.asr queue declared by someone else without the dead-letter exchange
+    vhost = Vhost().create()
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(vhost.url))
+        connection.channel().queue_declare("rpc.asr", durable=True)
+        connection.close()
+        # Then the bridge exits non-zero and says why instead of retrying forever
+        server = Bridge(vhost.url).start_process()
+        assert server.proc is not None and server.proc.wait(30) == 1
+        assert "cannot declare the bridge queues" in server.log()
+        assert "x-dead-letter-exchange" in server.log()
+    finally:
+        vhost.delete()
