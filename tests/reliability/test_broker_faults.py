@@ -63,6 +63,10 @@ def test_connection_loss_workers_and_producer_reconnect(own_vhost: Vhost) -> Non
         worker.stop()
 
 
+# How far past x-max-length a quorum queue can go: one publish in flight per connection
+# of the producer's pool (broker_pool_limit, Celery's default 10).
+OVERSHOOT = 10
+
 BURST = """
 import sys, time, json
 from concurrent.futures import ThreadPoolExecutor
@@ -104,8 +108,10 @@ def test_a_burst_of_ten_times_the_bound_is_shaved(own_vhost: Vhost) -> None:
         outcomes = json.loads(burst.stdout.read())  # type: ignore[union-attr]
         ok = [s for o, s in outcomes if o == "ok"]
         refused = [s for o, s in outcomes if o == "overloaded"]
-        # Then the queue never held more than its bound
-        assert deepest <= bound
+        # Then the queue stayed at its bound: a quorum queue checks x-max-length as each
+        # publish is applied, so publishes already in flight when it fills still land:
+        # at most one per producer connection (measured: 3 to 4 over a bound of 10)
+        assert deepest <= bound + OVERSHOOT
         # And accepted calls completed, the rest failed fast with Overloaded
         assert len(ok) + len(refused) == 100
         assert len(ok) >= bound and refused

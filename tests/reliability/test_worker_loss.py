@@ -57,7 +57,7 @@ def test_sigterm_mid_task_finishes_the_task(own_vhost: Vhost, tmp_path) -> None:
     clips = [sf.read(DATA / n, dtype="float32")[0] for n in CLIPS[:6]]
     long_wav = tmp_path / "long.wav"
     sf.write(long_wav, np.concatenate(clips), 16000)
-    worker = Worker(own_vhost.url, "asr", name="graceful").start()
+    worker = Worker(own_vhost.url, "asr", name="graceful").start().wait_warm("asr")
     try:
         with Client(own_vhost.url) as client:
             answer: dict = {}
@@ -73,6 +73,7 @@ def test_sigterm_mid_task_finishes_the_task(own_vhost: Vhost, tmp_path) -> None:
             deadline = time.monotonic() + 30
             while not _received_ids(worker) and time.monotonic() < deadline:
                 time.sleep(0.05)
+            time.sleep(0.5)  # received by the parent; now running in the warm child
             # When the worker's main process is asked to stop (warm shutdown) mid-task
             assert worker.proc is not None
             os.kill(worker.proc.pid, signal.SIGTERM)
