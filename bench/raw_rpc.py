@@ -14,13 +14,20 @@ import msgpack
 import pika
 
 QUEUE = "bench.raw"
+# The same guarantees as the platform's queues: quorum queue, publisher confirms.
+SAFE_QUEUE = "bench.raw.quorum"
+QUORUM = {"x-queue-type": "quorum"}
 
 
-def serve(url: str) -> None:
+def _declare(ch: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> None:
+    ch.queue_declare(queue, durable=True, arguments=QUORUM if queue == SAFE_QUEUE else None)
+
+
+def serve(url: str, queue: str = QUEUE) -> None:
     """A server process: answer each request with host and time, like speech.ping."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
-    ch.queue_declare(QUEUE, durable=True)
+    _declare(ch, queue)
     ch.basic_qos(prefetch_count=1)
 
     def on_request(ch, method, props, body):  # type: ignore[no-untyped-def]
@@ -33,22 +40,26 @@ def serve(url: str) -> None:
         )
         ch.basic_ack(method.delivery_tag)
 
-    ch.basic_consume(QUEUE, on_request)
+    ch.basic_consume(queue, on_request)
     ch.start_consuming()
 
 
-def start_servers(url: str, count: int) -> list[multiprocessing.Process]:
-    procs = [multiprocessing.Process(target=serve, args=(url,), daemon=True) for _ in range(count)]
+def start_servers(url: str, count: int, queue: str = QUEUE) -> list[multiprocessing.Process]:
+    procs = [
+        multiprocessing.Process(target=serve, args=(url, queue), daemon=True) for _ in range(count)
+    ]
     for p in procs:
         p.start()
     return procs
 
 
-def caller(url: str) -> Callable[[], dict]:
+def caller(url: str, queue: str = QUEUE) -> Callable[[], dict]:
     """One client connection with its own exclusive reply queue; returns a blocking call."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
-    ch.queue_declare(QUEUE, durable=True)
+    _declare(ch, queue)
+    if queue == SAFE_QUEUE:
+        ch.confirm_delivery()
     reply_queue = ch.queue_declare("", exclusive=True).method.queue
     answers: dict[str, bytes] = {}
 
@@ -61,7 +72,7 @@ def caller(url: str) -> Callable[[], dict]:
     def call() -> dict:
         cid = uuid.uuid4().hex
         props = pika.BasicProperties(reply_to=reply_queue, correlation_id=cid, delivery_mode=2)
-        ch.basic_publish("", QUEUE, request, props)
+        ch.basic_publish("", queue, request, props)
         while cid not in answers:
             conn.process_data_events(time_limit=1)
         return msgpack.unpackb(answers.pop(cid))

@@ -35,11 +35,13 @@ def five_second_clip() -> bytes:
 def bench_ping(url: str) -> dict[str, dict[str, float]]:
     client = Client(url)
     raw_call = raw_rpc.caller(url)
+    safe_call = raw_rpc.caller(url, raw_rpc.SAFE_QUEUE)
     celery_call = lambda: client.ping("asr")  # noqa: E731
-    rounds: dict[str, list[dict[str, float]]] = {"raw": [], "celery": []}
+    rounds: dict[str, list[dict[str, float]]] = {"raw": [], "safe": [], "celery": []}
     for _ in range(ROUNDS):
         for name, call, make in (
             ("raw", raw_call, lambda: raw_rpc.caller(url)),
+            ("safe", safe_call, lambda: raw_rpc.caller(url, raw_rpc.SAFE_QUEUE)),
             ("celery", celery_call, lambda: celery_call),
         ):
             stats = sequential(call, SEQUENTIAL_CALLS)
@@ -87,6 +89,7 @@ def bench_asr(url: str) -> dict[str, float]:
 def main() -> None:
     vhost = Vhost("speech-bench").create()
     servers = raw_rpc.start_servers(vhost.url, 2)
+    servers += raw_rpc.start_servers(vhost.url, 2, raw_rpc.SAFE_QUEUE)
     worker = Worker(vhost.url, "asr", concurrency=2, name="bench").start()
     try:
         ping = bench_ping(vhost.url)
@@ -97,11 +100,15 @@ def main() -> None:
         for p in servers:
             p.kill()
         vhost.delete()
-    raw, cel = ping["raw"], ping["celery"]
+    raw, safe, cel = ping["raw"], ping["safe"], ping["celery"]
     print(f"ping round trip, medians of {ROUNDS} rounds (2 server processes each side)\n")
     print("| path | p50 ms | p99 ms | calls/s, 1 at a time | calls/s, 16 in flight |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for name, s in (("raw pika RPC (baseline)", raw), ("Celery `speech.ping`", cel)):
+    for name, s in (
+        ("raw pika RPC (baseline)", raw),
+        ("raw pika RPC, quorum queue + confirms", safe),
+        ("Celery `speech.ping` (quorum queue + confirms)", cel),
+    ):
         print(
             f"| {name} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['calls_s']:.0f} "
             f"| {s['flight_calls_s']:.0f} |"
@@ -110,6 +117,11 @@ def main() -> None:
         f"| **ratio Celery / raw** | **{cel['p50_ms'] / raw['p50_ms']:.2f}x** "
         f"| {cel['p99_ms'] / raw['p99_ms']:.2f}x | {cel['calls_s'] / raw['calls_s']:.2f}x "
         f"| **{cel['flight_calls_s'] / raw['flight_calls_s']:.2f}x** |"
+    )
+    print(
+        f"| ratio Celery / raw with the same guarantees | {cel['p50_ms'] / safe['p50_ms']:.2f}x "
+        f"| {cel['p99_ms'] / safe['p99_ms']:.2f}x | {cel['calls_s'] / safe['calls_s']:.2f}x "
+        f"| {cel['flight_calls_s'] / safe['flight_calls_s']:.2f}x |"
     )
     print(f"\nbacklog of 300 pings drained at {drain:.0f} tasks/s (prefork -c 2, prefetch 1)")
     print(
