@@ -1,6 +1,7 @@
 """Shared fixtures: a private vhost on the real RabbitMQ and real algorithm workers."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,32 +33,22 @@ def _warm_worker(broker_url: str, queue: str, concurrency: int = 1) -> Worker:
     return worker.start(timeout=180).wait_warm(queue, concurrency)
 
 
-@pytest.fixture(scope="session")
-def vad_worker(broker_url: str) -> Iterator[Worker]:
-    worker = _warm_worker(broker_url, "vad")
-    yield worker
-    worker.stop()
+def _session_worker(queue: str) -> Any:
+    """A session fixture: one warm worker process serving `queue`."""
+
+    @pytest.fixture(scope="session")
+    def worker(broker_url: str) -> Iterator[Worker]:
+        started = _warm_worker(broker_url, queue)
+        yield started
+        started.stop()
+
+    return worker
 
 
-@pytest.fixture(scope="session")
-def speaker_worker(broker_url: str) -> Iterator[Worker]:
-    worker = _warm_worker(broker_url, "speaker")
-    yield worker
-    worker.stop()
-
-
-@pytest.fixture(scope="session")
-def features_worker(broker_url: str) -> Iterator[Worker]:
-    worker = _warm_worker(broker_url, "features")
-    yield worker
-    worker.stop()
-
-
-@pytest.fixture(scope="session")
-def denoise_worker(broker_url: str) -> Iterator[Worker]:
-    worker = _warm_worker(broker_url, "denoise")
-    yield worker
-    worker.stop()
+vad_worker = _session_worker("vad")
+speaker_worker = _session_worker("speaker")
+features_worker = _session_worker("features")
+denoise_worker = _session_worker("denoise")
 
 
 @pytest.fixture(scope="session")

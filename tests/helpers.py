@@ -4,10 +4,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,59 +47,51 @@ class Vhost:
         return {name: int(count) for name, count in rows if count.isdigit()}
 
 
-class Worker:
-    """A real `celery -A tasks worker` process in its own process group."""
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
-    def __init__(
-        self,
-        broker_url: str,
-        queues: str = "asr",
-        *,
-        concurrency: int = 1,
-        name: str | None = None,
-        pool: str = "prefork",
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.name = name or f"w{uuid.uuid4().hex[:6]}"
+
+def loaded_modules(candidates: tuple[str, ...]) -> list[str]:
+    """Which of `candidates` a fresh interpreter has loaded after `import producer.cli`."""
+    code = (
+        "import sys, producer, producer.cli; "
+        f"print(','.join(sorted(m for m in {candidates!r} if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+class Service:
+    """A real process of the project (worker, Flower, gateway, bridge) in its own process
+    group, logging to tests/artifacts."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log_name: str) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
-        self.log_path = ARTIFACTS / f"worker-{self.name}.log"
-        self.cmd = [
-            sys.executable, "-m", "celery", "-A", "tasks", "worker",
-            "-Q", queues, "-c", str(concurrency), "-P", pool,
-            "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle",
-            "-l", "info",
-        ]  # fmt: skip
-        self.env = {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})}
+        self.cmd, self.env = cmd, env
+        self.log_path: Path = ARTIFACTS / log_name
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90.0) -> "Worker":
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    def launch(self) -> None:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Poll `ready` until it holds; fail with the log if the process dies or times out."""
         deadline = time.monotonic() + timeout
-        while b" ready." not in self.log_path.read_bytes():
+        while not ready():
+            assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log()}")
+                raise RuntimeError(f"{self.cmd} exited early:\n{self.log()}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"worker not ready after {timeout} s:\n{self.log()}")
-            time.sleep(0.2)
-        return self
-
-    def wait_warm(self, queue: str, processes: int = 1, timeout: float = 180.0) -> "Worker":
-        """Wait until `processes` pool processes logged that `queue`'s models are warm.
-
-        " ready." comes from the parent as soon as it consumes; its children may still be
-        loading models, and a request that arrives then waits for them.
-        """
-        deadline = time.monotonic() + timeout
-        while self.log().count(f"warmed {queue} in") < processes:
-            if not self.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{queue} not warm after {timeout} s:\n{self.log()}")
-            time.sleep(0.2)
-        return self
+                raise RuntimeError(f"{self.cmd} not ready after {timeout} s:\n{self.log()}")
+            time.sleep(0.1)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -110,7 +104,8 @@ class Worker:
         os.killpg(self.proc.pid, sig)
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """Warm shutdown (SIGTERM); SIGKILL whatever is left after `timeout`."""
+        """Graceful shutdown (SIGTERM to the main process); SIGKILL what is left after
+        `timeout`."""
         if not self.alive():
             return self.proc.returncode if self.proc else None
         assert self.proc is not None
@@ -126,6 +121,44 @@ class Worker:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+class Worker(Service):
+    """A real `celery -A tasks worker` process."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        queues: str = "asr",
+        *,
+        concurrency: int = 1,
+        name: str | None = None,
+        pool: str = "prefork",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name or f"w{uuid.uuid4().hex[:6]}"
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "tasks", "worker",
+            "-Q", queues, "-c", str(concurrency), "-P", pool,
+            "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle",
+            "-l", "info",
+        ]  # fmt: skip
+        env = {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})}
+        super().__init__(cmd, env, f"worker-{self.name}.log")
+
+    def start(self, timeout: float = 90.0) -> "Worker":
+        self.launch()
+        self.wait_until(lambda: b" ready." in self.log_path.read_bytes(), timeout)
+        return self
+
+    def wait_warm(self, queue: str, processes: int = 1, timeout: float = 180.0) -> "Worker":
+        """Wait until `processes` pool processes logged that `queue`'s models are warm.
+
+        " ready." comes from the parent as soon as it consumes; its children may still be
+        loading models, and a request that arrives then waits for them.
+        """
+        self.wait_until(lambda: self.log().count(f"warmed {queue} in") >= processes, timeout)
+        return self
 
 
 def run_cli(broker_url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

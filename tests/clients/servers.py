@@ -1,71 +1,27 @@
 """The gateway and the bridge as real `python -m producer` processes, for client tests."""
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 
-from tests.helpers import ARTIFACTS, REPO
+from tests.helpers import Service, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Producer:
+class Producer(Service):
     """`python -m producer <command>` in its own process group, logging to tests/artifacts."""
 
     def __init__(self, broker_url: str, *args: str, env: dict[str, str] | None = None) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.log_path: Path = ARTIFACTS / f"{args[0]}-{uuid.uuid4().hex[:6]}.log"
-        self.cmd = [sys.executable, "-m", "producer", *args]
-        self.env = {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            [sys.executable, "-m", "producer", *args],
+            {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})},
+            f"{args[0]}-{uuid.uuid4().hex[:6]}.log",
+        )
 
     def start(self) -> "Producer":
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        self.launch()
         return self
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.cmd} exited early:\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.cmd} not ready after {timeout} s:\n{self.log()}")
-            time.sleep(0.1)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM (graceful), then SIGKILL the process group if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-            return None
 
 
 class Gateway(Producer):

@@ -1,9 +1,6 @@
 """Operations fixtures: a private vhost with one asr worker, and a real Flower process."""
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -14,61 +11,42 @@ import httpx
 import pytest
 
 from producer import Client
-from tests.helpers import ARTIFACTS, REPO, Vhost, Worker
+from tests.helpers import Service, Vhost, Worker, free_port
 
 FLOWER_USER, FLOWER_PASSWORD = "ops", "flower-test-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Flower:
+class Flower(Service):
     """`celery -A tasks flower` on a free local port, run from the repository like an operator."""
 
     def __init__(self, broker_url: str, db: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.auth = (FLOWER_USER, FLOWER_PASSWORD)
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.log_path = ARTIFACTS / f"flower-{self.port}.log"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "SPEECH_"))}
-        self.env = {
+        env_all = {
             **base,
             "CELERY_BROKER_URL": broker_url,
             "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}",
             "FLOWER_DB": str(db),
             **(env or {}),
         }
-        self.cmd = [
+        cmd = [
             sys.executable, "-m", "celery", "-A", "tasks", "flower",
             f"--port={self.port}", "--address=127.0.0.1",
         ]  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(cmd, env_all, f"flower-{self.port}.log")
 
     def start(self, timeout: float = 30.0) -> "Flower":
-        self.proc = subprocess.Popen(
-            self.cmd, cwd=REPO, env=self.env, stdout=self.log_path.open("wb"),
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"flower exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthcheck", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"flower not up after {timeout} s:\n{self.log()}")
-            time.sleep(0.2)
+        self.launch()
+        self.wait_until(self._healthy, timeout)
+        return self
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/healthcheck", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return httpx.get(self.url + path, auth=self.auth, timeout=10, **kw)
@@ -76,15 +54,9 @@ class Flower:
     def tasks(self) -> dict[str, dict[str, Any]]:
         return self.get("/api/tasks").raise_for_status().json()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM: Flower saves its state on the way out."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        return super().stop(timeout)
 
 
 def wait_until_tracked(flower: Flower, client: Client, timeout: float = 40.0) -> None:

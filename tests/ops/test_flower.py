@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from producer import Client, InvalidAudio
-from tests.helpers import DATA, REPO, Vhost
-from tests.ops.conftest import Flower, free_port, wait_until_tracked
+from tests.helpers import DATA, REPO, Vhost, free_port
+from tests.ops.conftest import Flower, wait_until_tracked
 
 FOX = DATA / "fox_kal16.wav"
 GARBAGE = b"not audio at all" * 40  # 640 bytes

@@ -2,8 +2,6 @@
 
 import base64
 import json
-import subprocess
-import sys
 
 import msgpack
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 
 from producer import errors, wire
 from producer.bridge import encode_reply, parse_request
-from tests.helpers import REPO
+from tests.helpers import loaded_modules
 
 
 def test_arrays_and_bytes_become_dtype_shape_data() -> None:
@@ -72,10 +70,4 @@ def test_bridge_request_and_reply_round_trip() -> None:
 
 
 def test_the_cli_imports_no_web_or_amqp_stack_until_a_door_is_opened() -> None:
-    code = (
-        "import sys, producer, producer.cli; "
-        "print(sorted(m for m in ('fastapi','uvicorn','starlette','pika','numpy') "
-        "if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert out.stdout.strip() == "[]", out.stderr
+    assert loaded_modules(("fastapi", "uvicorn", "starlette", "pika", "numpy")) == []
