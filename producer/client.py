@@ -1,19 +1,23 @@
 """The producer library: call speech algorithms over RabbitMQ with RPC semantics.
 
 Each call publishes one Celery task to the algorithm's queue and waits for the answer on
-a reply queue of the caller's (`rpc://`) with `apply_async(...).get(timeout)`. Each call
-in flight has a reply queue of its own (see producer/lanes.py), so one Client can be
-shared by many threads.
+the Client's reply queue with `apply_async(...).get(timeout)`, correlated by task id. The
+reply queue belongs to one connection and is replaced when that connection breaks (see
+producer/replies.py), so a Client survives the loss of a broker node and can be shared
+by many threads.
 """
 
+import logging
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from amqp.exceptions import MessageNacked
 from celery import Celery
+from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 
@@ -29,10 +33,16 @@ from producer.errors import (
     RemoteError,
     SpeechError,
 )
-from producer.lanes import Lanes
+from producer.replies import ReplyBackend, ReplyPathLost
 from producer.topology import declare_dead_letters
 
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
+log = logging.getLogger("speech.client")
+# A call whose reply path died is published again only if at least this many seconds
+# of its timeout are left.
+MIN_ATTEMPT_SECONDS = 0.05
+# First pause before publishing again after a nack on a queue that is not full.
+NACK_PAUSE = 0.1
 
 
 class Client:
@@ -59,7 +69,10 @@ class Client:
             "interval_step": 0.5,
             "interval_max": 1.0,
         }
-        self.lanes = Lanes(self.app)
+        # One reply backend for all threads: its reply queue outlives no connection.
+        self.app.conf.result_backend = f"{ReplyBackend.__module__}:{ReplyBackend.__name__}"
+        self.app.conf.result_backend_thread_safe = True
+        self.replies: ReplyBackend = self.app.backend
         self._declared = threading.Event()
         self._declare_lock = threading.Lock()
         self.timeout = celeryconfig.default_timeout if timeout is None else timeout
@@ -78,7 +91,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self.lanes.close()
+        self.replies.close()
         self.app.close()
 
     # --- calls -------------------------------------------------------------------------
@@ -142,12 +155,17 @@ class Client:
 
         return transcribe(self, audio, timeout=timeout, **options)
 
-    def ping(self, queue: str, timeout: float = 5.0) -> dict[str, Any]:
-        """Check that `queue` is served: who answered, and the round trip in seconds."""
+    def ping(
+        self, queue: str, timeout: float = 5.0, *, echo: str | int | None = None
+    ) -> dict[str, Any]:
+        """Check that `queue` is served: who answered, and the round trip in seconds.
+
+        `echo` (a string or an integer) comes back in the answer as given."""
         if queue not in self.algorithms:
             raise InvalidInput(f"unknown queue {queue!r}; known: {', '.join(self.algorithms)}")
         start = time.perf_counter()
-        answer = self._rpc("speech.ping", queue, [], {}, timeout)
+        kwargs = {} if echo is None else {"echo": echo}
+        answer = self._rpc("speech.ping", queue, [], kwargs, timeout)
         return {**answer, "rtt": time.perf_counter() - start}
 
     # --- plumbing ------------------------------------------------------------------------
@@ -197,42 +215,119 @@ class Client:
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}")
         self._declare_topology()
-        with self.lanes.borrow():
-            return self._publish_and_wait(task, queue, args, kwargs, timeout)
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._publish_and_wait(task, queue, args, kwargs, deadline, timeout)
+            except ReplyPathLost:
+                # The answer would go to a queue that died with its broker node. The
+                # algorithms are pure functions, so asking again is safe; only the
+                # caller's timeout bounds it.
+                if deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
+                    raise CallTimeout(
+                        f"{task} on queue {queue!r}: the broker connection carrying the reply"
+                        f" was lost and {timeout:g} s ran out before a retry could finish"
+                    ) from None
+                log.info("%s: reply path lost, publishing again (attempt %d)", task, attempt + 1)
 
     def _publish_and_wait(
-        self, task: str, queue: str, args: list[Any], kwargs: dict[str, Any], timeout: float
+        self,
+        task: str,
+        queue: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        deadline: float,
+        timeout: float,
     ) -> Any:
+        task_id = str(uuid.uuid4())
+        reply_to = self.replies.expect(task_id, _left(deadline))
         try:
-            # The request expires with the caller's patience: workers skip it unrun if it
-            # is still queued when nobody waits for the answer any more.
-            # argsrepr/kwargsrepr: events (Flower) show "<WAV 88 kB>", never the raw audio.
-            result = self.app.signature(task, args=args, kwargs=kwargs).apply_async(
-                queue=queue,
-                expires=timeout,
-                argsrepr=args_repr(args),
-                kwargsrepr=kwargs_repr(kwargs),
-            )
-        except (MessageNacked, OperationalError) as exc:
-            if _refused_by_broker(exc):
-                raise Overloaded(
-                    f"queue {queue!r} is full ({celeryconfig.max_backlog} requests waiting,"
-                    " SPEECH_MAX_BACKLOG): retry later, or add workers"
+            result = self._publish(task, queue, args, kwargs, task_id, reply_to, deadline)
+            try:
+                return result.get(timeout=_left(deadline))
+            except CeleryTimeout:
+                raise CallTimeout(
+                    f"{task} on queue {queue!r} gave no answer within {timeout:g} s"
+                    f" (is a worker consuming it? `python -m producer ping {queue}`)"
                 ) from None
-            raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
+            except TaskRevokedError:
+                # The request expired unrun: it waited in the queue past the caller's timeout.
+                raise CallTimeout(
+                    f"{task} on queue {queue!r} expired in the queue before a worker took it"
+                    f" ({timeout:g} s)"
+                    " (too few workers for the load? `python -m producer status`)"
+                ) from None
+            except SpeechError:
+                raise
+            except (OperationalError, ConnectionError) as exc:
+                raise BrokerUnavailable(f"lost RabbitMQ at {self._where()}: {exc}") from exc
+            except Exception as exc:  # the remote algorithm's own error, rebuilt by Celery
+                raise RemoteError(type(exc).__name__, str(exc)) from exc
+        finally:
+            self.replies.discard(task_id)
+
+    def _publish(
+        self,
+        task: str,
+        queue: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        task_id: str,
+        reply_to: str,
+        deadline: float,
+    ) -> Any:
+        """Publish once the broker confirms it; a refusal is retried unless the queue is full."""
+        pause = NACK_PAUSE
+        while True:
+            try:
+                # The request expires with the caller's patience: workers skip it unrun if
+                # it is still queued when nobody waits for the answer any more.
+                # argsrepr/kwargsrepr: events (Flower) show "<WAV 88 kB>", never the audio.
+                return self.app.signature(task, args=args, kwargs=kwargs).apply_async(
+                    queue=queue,
+                    task_id=task_id,
+                    reply_to=reply_to,
+                    expires=_left(deadline),
+                    # a publish waits for its confirm no longer than the caller waits
+                    confirm_timeout=max(_left(deadline), 0.001),
+                    argsrepr=args_repr(args),
+                    kwargsrepr=kwargs_repr(kwargs),
+                )
+            except (MessageNacked, OperationalError, OSError) as exc:
+                if not _refused_by_broker(exc):
+                    raise BrokerUnavailable(
+                        f"cannot reach RabbitMQ at {self._where()}: {exc}"
+                    ) from exc
+                # A nack means a full queue (reject-publish) or a queue without a leader
+                # (a quorum queue electing one after a node died): ask which.
+                if self._backlog(queue) >= max(0, celeryconfig.max_backlog - 1):
+                    raise Overloaded(
+                        f"queue {queue!r} is full ({celeryconfig.max_backlog} requests waiting,"
+                        " SPEECH_MAX_BACKLOG): retry later, or add workers"
+                    ) from None
+                if _left(deadline) < pause:
+                    raise BrokerUnavailable(
+                        f"RabbitMQ refused every publish to queue {queue!r} although it is not"
+                        " full: is a broker node down and the queue without a leader?"
+                    ) from None
+                log.info("%s: publish to %r nacked, queue not full; retrying", task, queue)
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    def _backlog(self, queue: str) -> int:
+        """Messages waiting in `queue`, or -1 when the broker cannot say right now."""
         try:
-            return result.get(timeout=timeout)
-        except CeleryTimeout:
-            raise CallTimeout(
-                f"{task} on queue {queue!r} gave no answer within {timeout:g} s"
-                " (is a worker consuming it? `python -m producer ping " + queue + "`)"
-            ) from None
-        except SpeechError:
-            raise
-        except (OperationalError, ConnectionError) as exc:
-            raise BrokerUnavailable(f"lost RabbitMQ at {self._where()}: {exc}") from exc
-        except Exception as exc:  # the remote algorithm's own error, rebuilt by Celery
-            raise RemoteError(type(exc).__name__, str(exc)) from exc
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0)
+                channel = conn.channel()
+                try:
+                    return int(channel.queue_declare(queue, passive=True).message_count)
+                finally:
+                    channel.close()
+        except Exception:  # no leader, no node: "not known to be full"
+            return -1
 
     def _declare_topology(self) -> None:
         if self._declared.is_set():
@@ -250,6 +345,10 @@ class Client:
 
     def _where(self) -> str:
         return self.app.connection_for_write().as_uri()
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def _refused_by_broker(exc: BaseException | None) -> bool:

@@ -1,0 +1,206 @@
+"""The Client's reply path: a Celery result backend that survives the loss of a broker node.
+
+Celery's `rpc://` backend declares a durable reply queue per thread: it lives on one node,
+so when that node dies the queue cannot be declared elsewhere (`home node ... is down`),
+and Celery's result consumer gives up for good. It also names the queue after the thread,
+which Python reuses (celery#4480).
+
+Here one consumer thread per Client owns one connection and one reply queue that is
+exclusive, non-durable and auto-deleted: it lives on the node the consumer is connected to
+and dies with that connection. Callers register the task id they expect *before* they
+publish, with the reply queue of the moment (`expect`). When the connection breaks, the
+thread declares a fresh queue on whichever node answers, and every caller still waiting
+on the old queue is woken with `ReplyPathLost`: its answer, if one comes, would go to a
+queue that no longer exists. The Client then publishes the request again while the
+caller's timeout allows (the algorithms are pure functions: running one twice is safe).
+Replies for ids nobody waits for (late, or the second run of a republished request) are
+dropped.
+
+Workers need nothing special: Celery's `rpc://` on their side publishes each result to
+the request's `reply_to` on the default exchange, correlated by task id.
+"""
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery.backends.base import BaseBackend
+from celery.exceptions import TimeoutError as CeleryTimeout
+from kombu import Consumer, Queue
+
+from producer.errors import BrokerUnavailable, SpeechError
+
+log = logging.getLogger("speech.replies")
+
+REPLY_QUEUE_PREFIX = "speech.reply."
+# Seconds the consumer thread blocks on its socket before it looks at its heartbeat
+# and at whether the Client is closing.
+POLL_SECONDS = 1.0
+# Pause between reconnect attempts after every broker address failed.
+RECONNECT_PAUSE = 0.5
+
+
+class ReplyPathLost(SpeechError):
+    """Raised when the reply queue a call was waiting on died with its connection."""
+
+
+@dataclass
+class _Waiter:
+    generation: int
+    done: threading.Event = field(default_factory=threading.Event)
+    meta: dict[str, Any] | None = None
+    lost: bool = False
+
+
+class ReplyBackend(BaseBackend):  # type: ignore[misc]
+    """Result backend of a producer.Client's Celery app (`result_backend_thread_safe`)."""
+
+    supports_native_join = False
+
+    def __init__(self, app: Any, url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(app, url=url, **kwargs)
+        self._lock = threading.Lock()
+        self._waiters: dict[str, _Waiter] = {}
+        self._queue_name: str | None = None
+        self._generation = 0
+        self._ready = threading.Condition(self._lock)
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error: BaseException | None = None
+        self.dropped = 0  # replies that arrived for no waiting call
+        self.reconnects = 0
+
+    # --- the calling side ---------------------------------------------------------------
+    def expect(self, task_id: str, timeout: float) -> str:
+        """Register a call about to be published; returns the reply queue to name in it.
+
+        Waits at most `timeout` seconds for a reply queue (a connection to some node)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._start()
+            while self._queue_name is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing.is_set():
+                    why = self._last_error or "no broker answered"
+                    raise BrokerUnavailable(f"no reply queue on any broker node: {why}")
+                self._ready.wait(left)
+            self._waiters[task_id] = _Waiter(self._generation)
+            return self._queue_name
+
+    def discard(self, task_id: str) -> None:
+        """Forget a call: a reply that still comes for it is dropped."""
+        with self._lock:
+            self._waiters.pop(task_id, None)
+
+    def wait_for(self, task_id: str, timeout: float | None = None, **_: Any) -> dict[str, Any]:
+        """Block until the reply to `task_id` (Celery's AsyncResult.get ends up here)."""
+        with self._lock:
+            waiter = self._waiters.get(task_id)
+        if waiter is None:
+            raise RuntimeError(f"task {task_id} was not registered with expect()")
+        if not waiter.done.wait(timeout):
+            raise CeleryTimeout(f"no reply to {task_id} within {timeout} s")
+        if waiter.lost:
+            raise ReplyPathLost(f"the reply queue of {task_id} died with its broker connection")
+        assert waiter.meta is not None  # done and not lost means a reply arrived
+        return waiter.meta
+
+    # Results are messages read once by the caller: nothing is stored, nothing to forget.
+    def _forget(self, task_id: str) -> None:
+        self.discard(task_id)
+
+    def as_uri(self, include_password: bool = True) -> str:
+        return "replies://"
+
+    # --- the consuming thread -------------------------------------------------------------
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._closing.clear()
+            self._thread = threading.Thread(target=self._run, name="speech-replies", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(POLL_SECONDS + 5)
+        self._thread = None
+
+    def _run(self) -> None:
+        urls = self.app.conf.broker_read_url or self.app.conf.broker_url
+        first = 0
+        while not self._closing.is_set():
+            conn = self.app.connection_for_read(
+                url=_rotate(urls, first), heartbeat=self.app.conf.broker_heartbeat or None
+            )
+            try:
+                # One attempt per address; kombu moves to the next one after each failure.
+                conn.ensure_connection(max_retries=len(_split(urls)), interval_start=0)
+                self._consume(conn)
+            except Exception as exc:  # any way a connection can break: find another node
+                self._lose_connection(exc)
+                first += 1
+                self._closing.wait(RECONNECT_PAUSE)
+            finally:
+                with contextlib.suppress(Exception):  # a dead socket may refuse to close
+                    conn.release()
+        self._lose_connection(None)
+
+    def _consume(self, conn: Any) -> None:
+        name = f"{REPLY_QUEUE_PREFIX}{uuid.uuid4()}"
+        queue = Queue(name, exclusive=True, auto_delete=True, durable=False)
+        channel = conn.channel()
+        consumer = Consumer(
+            channel, queues=[queue], no_ack=True, accept=self.accept, on_message=self._on_reply
+        )
+        consumer.consume()
+        with self._lock:
+            self._queue_name, self._last_error = name, None
+            self._generation += 1
+            self._ready.notify_all()
+        log.info("reply queue %s on %s", name, conn.as_uri())
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=POLL_SECONDS)
+            conn.heartbeat_check()
+        with contextlib.suppress(Exception):
+            consumer.cancel()
+
+    def _on_reply(self, message: Any) -> None:
+        task_id = message.properties.get("correlation_id")
+        with self._lock:
+            waiter = self._waiters.get(task_id)
+        if waiter is None:
+            self.dropped += 1
+            return
+        waiter.meta = self.meta_from_decoded(message.decode())
+        waiter.done.set()
+
+    def _lose_connection(self, exc: BaseException | None) -> None:
+        with self._lock:
+            if exc is not None:
+                self._last_error = exc
+                self.reconnects += 1
+                log.warning("reply connection lost (%r); reconnecting", exc)
+            self._queue_name = None
+            for waiter in self._waiters.values():
+                if waiter.generation == self._generation and not waiter.done.is_set():
+                    waiter.lost = True
+                    waiter.done.set()
+
+
+def _split(urls: str) -> list[str]:
+    return [url for url in urls.split(";") if url.strip()]
+
+
+def _rotate(urls: str, first: int) -> str:
+    """The broker URL list starting at its `first` entry (modulo its length)."""
+    parts = _split(urls)
+    if len(parts) < 2:
+        return urls
+    first %= len(parts)
+    return ";".join(parts[first:] + parts[:first])
