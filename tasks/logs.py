@@ -110,11 +110,12 @@ def _on_postrun(task_id: str, task: Any, state: str | None = None, **_: Any) -> 
 
 
 @signals.task_revoked.connect
-def _on_revoked(request: Any, expired: bool = False, **_: Any) -> None:
+def _on_revoked(sender: Any, request: Any, expired: bool = False, **_: Any) -> None:
     # Expired requests (the caller stopped waiting) are dropped unrun: no duration.
+    # `request` is a bare Context here (no task name): the sender is the task.
     _emit(
         task_id=request.id,
-        task=request.name,
+        task=getattr(sender, "name", None),
         queue=_queue(request),
         outcome="expired" if expired else "revoked",
         duration_ms=0.0,

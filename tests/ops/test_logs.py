@@ -47,6 +47,27 @@ def test_keyvalue_lines_name_task_queue_outcome_and_duration(
     assert failed["task_id"] != ok["task_id"]
 
 
+def test_an_expired_request_gets_its_line_too(ops_worker: Worker, ops_client: Client) -> None:
+    # Given a request that expired before any worker could take it
+    from datetime import UTC, datetime, timedelta
+
+    result = ops_client.app.signature("speech.ping").apply_async(
+        queue="asr", expires=datetime.now(UTC) - timedelta(seconds=1), reply_to="nobody"
+    )
+    # When the worker drops it unrun
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [_parse_keyvalue(line) for line in ops_worker.log().splitlines()]
+        mine = [r for r in lines if r.get("task_id") == result.id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # Then it still gets one line, saying so
+    assert [(r["task"], r["queue"], r["outcome"]) for r in mine] == [
+        ("speech.ping", "asr", "expired")
+    ]
+
+
 def test_json_lines_when_the_setting_says_json() -> None:
     vhost = Vhost().create()
     worker = Worker(
