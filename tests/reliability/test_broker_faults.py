@@ -127,3 +127,25 @@ def test_a_burst_of_ten_times_the_bound_is_shaved(own_vhost: Vhost) -> None:
         )
     finally:
         worker.stop()
+
+
+def test_a_call_in_flight_survives_the_loss_of_its_reply_connection(own_vhost: Vhost) -> None:
+    # Given one worker busy transcribing a long clip for a caller
+    worker = Worker(own_vhost.url, "asr", name="inflight").start()
+    long_clip = (DATA / "meeting_rms.wav").read_bytes()
+    try:
+        with Client(own_vhost.url) as client:
+            expected = client.asr(long_clip, timeout=60)["text"]
+            with ThreadPoolExecutor(1) as pool:
+                call = pool.submit(client.asr, long_clip, timeout=60)
+                time.sleep(0.3)
+                assert not call.done(), "the clip is too short to catch the call in flight"
+                # When the broker drops every connection while the call is in flight
+                rabbitmqctl("close_all_connections", "--vhost", own_vhost.name, "fault test")
+                # Then the caller still gets its own answer: the Client noticed that its
+                # reply queue died with the connection and published the request again
+                assert call.result(timeout=90)["text"] == expected
+            assert client.replies.reconnects >= 1
+        assert worker.alive()
+    finally:
+        worker.stop()
