@@ -112,6 +112,11 @@ result_accept_content = ["msgpack"]
 # queue's delivery limit stops a request that kills its worker every time.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# When a worker's broker connection breaks (its node died), tasks already running finish
+# and publish their results through a new connection; the broker redelivers their
+# unacked requests, which may then run twice (safe: the algorithms are pure functions).
+# Cancelling them instead would only delay the caller's answer.
+worker_cancel_long_running_tasks_on_connection_loss = False
 # Undecodable and refused messages are dead-lettered rather than acked away.
 worker_consumer = "tasks.consumer:DeadLetteringConsumer"
 # Each process reserves one task beyond the one it runs; with the prefork pool this keeps a
