@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from amqp.exceptions import MessageNacked
-from celery import Celery
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
@@ -33,7 +32,7 @@ from producer.errors import (
     RemoteError,
     SpeechError,
 )
-from producer.replies import ReplyBackend, ReplyPathLost
+from producer.replies import ReplyApp, ReplyBackend, ReplyPathLost
 from producer.topology import declare_dead_letters
 
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -53,7 +52,7 @@ class Client:
     """
 
     def __init__(self, broker_url: str | None = None, *, timeout: float | None = None):
-        self.app = Celery("speech-producer", set_as_current=False)
+        self.app = ReplyApp("speech-producer", set_as_current=False)
         self.app.config_from_object(celeryconfig)
         if broker_url:
             self.app.conf.broker_url = broker_url

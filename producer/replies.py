@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery import Celery
 from celery.backends.base import BaseBackend
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu import Consumer, Queue
@@ -70,6 +71,7 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         self._ready = threading.Condition(self._lock)
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
+        self._local = threading.local()
         self._last_error: BaseException | None = None
         self.dropped = 0  # replies that arrived for no waiting call
         self.reconnects = 0
@@ -79,17 +81,42 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         """Register a call about to be published; returns the reply queue to name in it.
 
         Waits at most `timeout` seconds for a reply queue (a connection to some node)."""
-        deadline = time.monotonic() + timeout
         with self._lock:
-            self._start()
-            while self._queue_name is None:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._closing.is_set():
-                    why = self._last_error or "no broker answered"
-                    raise BrokerUnavailable(f"no reply queue on any broker node: {why}")
-                self._ready.wait(left)
+            name = self._wait_for_queue(timeout)
             self._waiters[task_id] = _Waiter(self._generation)
-            return self._queue_name
+            return name
+
+    def reply_to(self) -> str:
+        """The reply queue for a plain `apply_async` in this thread (see ReplyApp)."""
+        with self._lock:
+            name = self._wait_for_queue(self.app.conf.broker_connection_timeout)
+            self._local.given = (name, self._generation)
+            return name
+
+    def on_task_call(self, producer: Any, task_id: str) -> dict[str, Any]:
+        # A plain `apply_async` (not through Client): register it with the reply queue
+        # that reply_to() named in its message, even if that queue has died since.
+        with self._lock:
+            given = getattr(self._local, "given", None)
+            if task_id not in self._waiters and given is not None:
+                waiter = _Waiter(given[1])
+                if given[0] != self._queue_name:
+                    waiter.lost = True
+                    waiter.done.set()
+                self._waiters[task_id] = waiter
+        return {}
+
+    def _wait_for_queue(self, timeout: float) -> str:
+        """The current reply queue's name; the caller holds the lock."""
+        deadline = time.monotonic() + timeout
+        self._start()
+        while self._queue_name is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closing.is_set():
+                why = self._last_error or "no broker answered"
+                raise BrokerUnavailable(f"no reply queue on any broker node: {why}")
+            self._ready.wait(left)
+        return self._queue_name
 
     def discard(self, task_id: str) -> None:
         """Forget a call: a reply that still comes for it is dropped."""
@@ -101,9 +128,10 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         with self._lock:
             waiter = self._waiters.get(task_id)
         if waiter is None:
-            raise RuntimeError(f"task {task_id} was not registered with expect()")
+            raise RuntimeError(f"task {task_id} was not sent through this app, or was read")
         if not waiter.done.wait(timeout):
             raise CeleryTimeout(f"no reply to {task_id} within {timeout} s")
+        self.discard(task_id)  # a reply is read once (AsyncResult caches it)
         if waiter.lost:
             raise ReplyPathLost(f"the reply queue of {task_id} died with its broker connection")
         assert waiter.meta is not None  # done and not lost means a reply arrived
@@ -191,6 +219,18 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
                 if waiter.generation == self._generation and not waiter.done.is_set():
                     waiter.lost = True
                     waiter.done.set()
+
+
+class ReplyApp(Celery):  # type: ignore[misc]
+    """A Celery app whose calls name the ReplyBackend's queue as their `reply_to`, so a
+    plain `app.send_task(...).get(timeout)` works too (Celery names a per-thread queue)."""
+
+    @property
+    def thread_oid(self) -> str:
+        backend = self.backend
+        if isinstance(backend, ReplyBackend):
+            return backend.reply_to()
+        return str(super().thread_oid)
 
 
 def _split(urls: str) -> list[str]:
