@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import ARTIFACTS, Vhost
+from tests.hosts import Network, netns_available
 
 FIGURES = ARTIFACTS / "reliability.json"
 
@@ -23,3 +24,13 @@ def record(name: str, **figures: object) -> None:
     data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     data[name] = figures
     FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+@pytest.fixture
+def network() -> Iterator[Network]:
+    """A bridge of the test's own for hosts in network namespaces (tests/hosts.py)."""
+    available, reason = netns_available()
+    if not available:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    with Network() as net:
+        yield net
