@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -68,14 +69,20 @@ class Service:
     """A real process of the project (worker, Flower, gateway, bridge) in its own process
     group, logging to tests/artifacts."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], log_name: str) -> None:
+    def __init__(
+        self, cmd: list[str], env: dict[str, str], log_name: str, host: Any = None
+    ) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
-        self.cmd, self.env = cmd, env
+        self.cmd, self.env, self.host = cmd, env, host
         self.log_path: Path = ARTIFACTS / log_name
         self.proc: subprocess.Popen[bytes] | None = None
 
     def launch(self) -> None:
+        """Start the process here, or inside `host` (a tests.hosts.Host) if one was given."""
         with self.log_path.open("wb") as log:
+            if self.host is not None:
+                self.proc = self.host.run(self.cmd, env=self.env, stdout=log)
+                return
             self.proc = subprocess.Popen(
                 self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -124,7 +131,8 @@ class Service:
 
 
 class Worker(Service):
-    """A real `celery -A tasks worker` process."""
+    """A real `celery -A tasks worker` process; given `host` (tests.hosts.Host), it runs on
+    that host, another machine as far as the network is concerned."""
 
     def __init__(
         self,
@@ -135,6 +143,7 @@ class Worker(Service):
         name: str | None = None,
         pool: str = "prefork",
         env: dict[str, str] | None = None,
+        host: Any = None,
     ) -> None:
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
         cmd = [
@@ -144,7 +153,7 @@ class Worker(Service):
             "-l", "info",
         ]  # fmt: skip
         env = {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})}
-        super().__init__(cmd, env, f"worker-{self.name}.log")
+        super().__init__(cmd, env, f"worker-{self.name}.log", host)
 
     def start(self, timeout: float = 90.0) -> "Worker":
         self.launch()
