@@ -12,15 +12,20 @@ import celeryconfig
 from tests.helpers import REPO
 
 COMPOSE = REPO / "docker" / "docker-compose.yml"
+CLUSTER = REPO / "docker" / "docker-compose.cluster.yml"
+CLUSTER_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
 ENV_EXAMPLE = REPO / "docker" / ".env.example"
 INFRA = {"rabbitmq", "flower"}
+NODES = ("rabbitmq", "rabbitmq2", "rabbitmq3")
 
 
-def _config(env_file: Path) -> subprocess.CompletedProcess[str]:
+def _config(env_file: Path, *overrides: Path) -> subprocess.CompletedProcess[str]:
     # Only the env file may provide the deployment's variables.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "FLOWER_"))}
+    prefixes = ("RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    files = [arg for path in (COMPOSE, *overrides) for arg in ("-f", str(path))]
     return subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "--env-file", str(env_file), "config"],
+        ["docker-compose", *files, "--env-file", str(env_file), "config"],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
 
@@ -33,6 +38,14 @@ def _volume_source(volume: str | dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def config() -> dict[str, Any]:
     done = _config(ENV_EXAMPLE)
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def cluster_config() -> dict[str, Any]:
+    """docker-compose.yml with the three-node override, as `docker compose` would run it."""
+    done = _config(ENV_EXAMPLE, CLUSTER)
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
 
@@ -94,3 +107,74 @@ def test_the_image_is_built_from_what_the_repository_ships() -> None:
     assert "warm_models(list(celeryconfig.ALGORITHMS))" in dockerfile  # models baked in
     assert "download.pytorch.org/whl/cpu" in dockerfile  # never the CUDA build
     assert "docker/.env\n" in (REPO / ".dockerignore").read_text()
+
+
+def _broker_users(config: dict[str, Any]) -> dict[str, str]:
+    """Service -> CELERY_BROKER_URL, for every service that talks to the broker."""
+    services = config["services"].items()
+    return {
+        name: env["CELERY_BROKER_URL"]
+        for name, service in services
+        if "CELERY_BROKER_URL" in (env := service.get("environment") or {})
+    }
+
+
+def test_cluster_override_runs_three_nodes_with_one_cookie(cluster_config: dict[str, Any]) -> None:
+    services = cluster_config["services"]
+    nodes = [services[name] for name in NODES]
+    cookies = {node["environment"]["RABBITMQ_ERLANG_COOKIE"] for node in nodes}
+    assert len(cookies) == 1 and "" not in cookies
+    assert cookies == {_env_example()["RABBITMQ_CLUSTER_COOKIE"]}
+    for name, node in zip(NODES, nodes, strict=True):
+        assert node["hostname"] == name  # node name rabbit@<hostname>, as the conf lists it
+        assert node["image"] == services["rabbitmq"]["image"]
+        assert node["environment"]["RABBITMQ_DEFAULT_USER"] != "guest"
+        assert node.get("healthcheck", {}).get("test"), name
+        assert node.get("restart") == "unless-stopped", name
+        mounts = {_volume_source(v): v for v in node["volumes"]}
+        assert str(CLUSTER_CONF) in mounts, name
+        assert "/etc/rabbitmq/conf.d/" in str(mounts[str(CLUSTER_CONF)])
+    # each node keeps its own data
+    data = [_volume_source(v) for n in nodes for v in n["volumes"] if "/var/lib/rabbitmq" in str(v)]
+    assert len(set(data)) == 3 and all(d in cluster_config["volumes"] for d in data)
+
+
+def test_every_broker_user_gets_the_three_node_urls(cluster_config: dict[str, Any]) -> None:
+    users = _broker_users(cluster_config)
+    # the workers and Flower, and the gateway and the bridge where the deployment has them
+    expected = {*celeryconfig.ALGORITHMS, "flower"}
+    expected |= {"gateway", "bridge"} & set(cluster_config["services"])
+    assert expected <= set(users), expected - set(users)
+    for name, url in users.items():
+        hosts = [u.split("@", 1)[1].split("/", 1)[0] for u in url.split(";")]
+        assert hosts == ["rabbitmq:5672", "rabbitmq2:5672", "rabbitmq3:5672"], (name, url)
+        user = _env_example()["RABBITMQ_USER"]
+        assert all(u.startswith(f"amqp://{user}:") for u in url.split(";")), name
+        depends = cluster_config["services"][name]["depends_on"]
+        assert all(depends[node]["condition"] == "service_healthy" for node in NODES), name
+
+
+def test_cluster_conf_lists_the_three_nodes() -> None:
+    conf = dict(
+        line.split(" = ", 1)
+        for line in CLUSTER_CONF.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert conf["cluster_formation.peer_discovery_backend"] == "classic_config"
+    listed = {v for k, v in conf.items() if k.startswith("cluster_formation.classic_config.nodes.")}
+    assert listed == {f"rabbit@{name}" for name in NODES}
+    assert conf["cluster_partition_handling"] == "pause_minority"
+
+
+def test_without_a_cookie_the_cluster_does_not_render(tmp_path: Path) -> None:
+    env = tmp_path / "no-cookie.env"
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    env.write_text("\n".join(x for x in lines if not x.startswith("RABBITMQ_CLUSTER_COOKIE=")))
+    done = _config(env, CLUSTER)
+    assert done.returncode != 0
+    assert "set RABBITMQ_CLUSTER_COOKIE in docker/.env" in done.stderr
+
+
+def _env_example() -> dict[str, str]:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    return dict(x.split("=", 1) for x in lines if "=" in x and not x.startswith("#"))
