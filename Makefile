@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
-.PHONY: demo test lint format bench broker install clean system-deps test-clients
+.PHONY: demo test lint format bench broker install clean system-deps test-clients cluster-up cluster-down
 
 install: $(VENV)/.installed
 
@@ -86,3 +86,11 @@ bench-algorithms: broker
 
 clean:
 	rm -rf $(VENV) tests/artifacts .pytest_cache tests/node/node_modules
+
+# A three-node RabbitMQ cluster of the project's own on 127.0.0.1:5801-5803 (beside the
+# machine's broker on 5672), for trying failover by hand; data under .cluster/dev.
+cluster-up: install
+	$(PY) -m tests.cluster up
+
+cluster-down: install
+	$(PY) -m tests.cluster down

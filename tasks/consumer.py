@@ -1,4 +1,5 @@
-"""The worker's message consumer: Celery's, except that it dead-letters what it can't read.
+"""The worker's message consumer: Celery's, except that it dead-letters what it can't read
+(and skips native delayed delivery, which it never uses).
 
 Celery acks a message it cannot decode (a corrupt body) so that it does not loop; it is
 then gone without a trace. And a well-formed message with a malformed body (a number where
@@ -9,17 +10,37 @@ dead-letter exchange instead, where an operator can look, and the worker serves 
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from celery.worker.consumer import Consumer
 from celery.worker.consumer.consumer import dump_body
 
 log = logging.getLogger("speech.worker")
+RECONNECT_INTERVALS = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
 # What Celery's message handling raises on a body of the wrong shape.
 _MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError)
 
 
 class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
+    class Blueprint(Consumer.Blueprint):  # type: ignore[misc]
+        # Without native delayed delivery. Calls here are RPC with deadlines, never scheduled
+        # (no eta/countdown), and at every consumer (re)start that step declares its
+        # celery_delayed_* exchanges and queues through each URL of the broker list in turn,
+        # retrying a dead node for seconds before the worker consumes again.
+        default_steps = [
+            step
+            for step in Consumer.Blueprint.default_steps
+            if not step.endswith(":DelayedDelivery")
+        ]
+
+    def ensure_connected(self, conn: Any) -> Any:
+        # Try again every second or two while the broker is away, not after Celery's growing
+        # 2, 4, 6 ... 30 s pauses: a broker back after a 10 s restart is served at once.
+        # (With several broker URLs, each pause comes only after every URL failed once.)
+        conn.ensure_connection = partial(conn.ensure_connection, **RECONNECT_INTERVALS)
+        return super().ensure_connected(conn)
+
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         self._dead_letter(message, exc, "cannot be decoded")
 

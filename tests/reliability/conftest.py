@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.cluster import Cluster
 from tests.helpers import ARTIFACTS, Vhost
 from tests.hosts import Network, netns_available
 
@@ -24,6 +25,16 @@ def record(name: str, **figures: object) -> None:
     data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     data[name] = figures
     FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """A three-node RabbitMQ cluster of the tests' own, shared by the cluster fault tests.
+
+    A test that kills or stops nodes starts them again before it ends."""
+    nodes = Cluster(3, tag="test").start()
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture

@@ -87,6 +87,15 @@ class Load:
             thread.start()
         return self
 
+    def __enter__(self) -> "Load":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        # a failed test must not leave threads calling a Client that is closing
+        self._stop.set()
+        for thread in self._workers:
+            thread.join(self.asr_timeout + 30)
+
     def stop(self) -> Report:
         self._stop.set()
         for thread in self._workers:
@@ -125,6 +134,8 @@ class Load:
             outcome = "ok" if right else "wrong answer"
         except SpeechError as exc:
             outcome = type(exc).__name__
+        except Exception as exc:  # noqa: BLE001  (counted, so a stray error never ends a thread)
+            outcome = f"untyped {type(exc).__name__}"
         return Call(started, time.monotonic(), outcome, timeout)
 
     def report(self) -> Report:

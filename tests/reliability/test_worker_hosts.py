@@ -74,9 +74,9 @@ def test_kill_one_of_two_worker_hosts_mid_load(network: Network, broker_url: str
         Worker(broker_url, "asr", name=f"host-{h.name}", env=env, host=h).start() for h in hosts
     )
     try:
-        with Client(broker_url) as client:
-            # And steady load that both of them serve
-            load = Load(client, ping_timeout=CALL_TIMEOUT_S, asr_timeout=CALL_TIMEOUT_S).start()
+        timeouts = {"ping_timeout": CALL_TIMEOUT_S, "asr_timeout": CALL_TIMEOUT_S}
+        # And steady load that both of them serve
+        with Client(broker_url) as client, Load(client, **timeouts) as load:
             deadline = time.monotonic() + 30
             while min(len(_received(victim)), len(_received(survivor))) < 20:
                 assert time.monotonic() < deadline, "the load did not reach both hosts"
