@@ -140,7 +140,7 @@ class Bridge:
                 log.error("cannot declare the bridge queues on %s: %s", safe_url(url), exc)
                 return 1
             except AMQPConnectionError as exc:
-                log.warning("broker %s unreachable or lost (%s)", safe_url(url), exc or "closed")
+                log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc))
             except AMQPError as exc:
                 log.warning("AMQP error on %s: %r", safe_url(url), exc)
             if self.stopping.is_set():
@@ -304,6 +304,13 @@ class Bridge:
             return False
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words: pika wraps a refused connection in two empty-looking errors."""
+    cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    cause = getattr(cause, "exception", None) or cause  # pika's connector errors carry it
+    return str(cause) or type(cause).__name__
+
+
 def _threadsafe(conn: pika.BlockingConnection, callback: Any) -> None:
     try:
         conn.add_callback_threadsafe(callback)
@@ -315,7 +322,9 @@ def run_bridge(client: Client, args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every failed attempt as several ERRORs with a traceback; the bridge logs one
+    # line per attempt itself (which node, why), so only pika's worst news is kept.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     bridge = Bridge(client, args.concurrency or celeryconfig.bridge_concurrency)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop())

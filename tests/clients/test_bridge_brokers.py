@@ -70,7 +70,8 @@ def test_a_dead_first_node_is_skipped_and_the_next_one_serves() -> None:
         log = server.log()
         assert "broker amqp://guest:***@127.0.0.1:1/" in log
         assert f"bridge connected to amqp://guest:***@127.0.0.1:5672/{vhost.name}" in log
-        assert "guest:guest" not in log
+        assert "guest:guest" not in log and "Traceback" not in log
+        assert "127.0.0.1:1/" in log.split("bridge connected")[0]  # tried first, one line
         # And it answers: a malformed request at once, a real one through its Client
         [bad] = caller.wait(caller.send(b"\xc1"), timeout=30)
         assert bad["error"]["type"] == "InvalidInput", bad
@@ -84,6 +85,36 @@ def test_a_dead_first_node_is_skipped_and_the_next_one_serves() -> None:
         caller.close()
         server.stop()
         vhost.delete()
+
+
+def test_a_bridge_whose_node_drops_it_moves_to_the_next_node() -> None:
+    # Given a bridge serving from the first of two addresses (one broker, two names)
+    vhost = Vhost().create()
+    second = vhost.url.replace("@127.0.0.1:", "@localhost:")
+    server = Bridge(f"{vhost.url};{second}", concurrency=2).start()
+    caller = RpcClient(vhost.url)
+    try:
+        assert "bridge connected to amqp://guest:***@127.0.0.1:5672/" in server.log()
+        # When the broker closes its connection, as a dying node would
+        for pid in _bridge_connections(vhost.name):
+            rabbitmqctl("close_connection", pid, "test: node going away")
+        # Then the bridge connects to the next address and serves from there
+        server.wait_until(
+            lambda: "bridge connected to amqp://guest:***@localhost:5672/" in server.log()
+        )
+        server.wait_until(lambda: server.log().count("bridge consuming") == 2)
+        [reply] = caller.wait(caller.send(b"\xc1"), timeout=30)
+        assert reply["error"]["type"] == "InvalidInput", reply
+    finally:
+        caller.close()
+        server.stop()
+        vhost.delete()
+
+
+def _bridge_connections(vhost: str) -> list[str]:
+    out = rabbitmqctl("list_connections", "pid", "vhost", "client_properties")
+    rows = [line.split("\t", 2) for line in out.splitlines()]
+    return [row[0] for row in rows if row[1:2] == [vhost] and "speech-bridge" in row[2]]
 
 
 def _heartbeats(vhost: str) -> set[int]:
