@@ -88,6 +88,9 @@ result_backend = "rpc://"
 # Results are only ever read by the caller that is waiting for them.
 result_persistent = False
 broker_connection_timeout = _env_float("SPEECH_CONNECT_TIMEOUT", 4.0)
+# AMQP heartbeats for workers and the bridge: a dead node or a silently dropped link is
+# noticed after ~2 heartbeats instead of when TCP gives up, minutes later. 0 = off.
+broker_heartbeat = _env_float("SPEECH_HEARTBEAT", 10.0)
 broker_connection_retry_on_startup = True
 # Publisher confirms: a publish returns only once the broker has the message (or refused
 # it: full queue), so nothing is dropped silently under memory or disk alarms.

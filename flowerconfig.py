@@ -8,6 +8,10 @@ environment.
 Flower has no authentication by default. This file makes it refuse to start without
 credentials (FLOWER_BASIC_AUTH, `--basic-auth` or OAuth `--auth`) unless
 SPEECH_FLOWER_LOCAL_TRIAL=1 says the instance is a local trial.
+
+CELERY_BROKER_URL may list several broker nodes (`;`): Flower's events fail over along the
+list like any Celery client; its Broker page asks the management API on the first node,
+or SPEECH_MANAGEMENT_URL when set.
 """
 
 import sys
@@ -15,6 +19,7 @@ import sys
 from tornado.options import options
 
 import celeryconfig
+from producer.brokers import broker_urls, management_url
 
 # Credentials given on the command line or as FLOWER_BASIC_AUTH are already parsed here.
 basic_auth = list(options.basic_auth or []) or [
@@ -38,3 +43,10 @@ state_save_interval = celeryconfig.flower_state_save_interval
 # The tasks page: which queue (routing key) a task went to, its arguments as described by
 # the producer ("<WAV 88 kB>"), state and runtime.
 tasks_columns = "name,uuid,state,routing_key,args,kwargs,received,started,runtime,worker"
+
+# The Broker page's management API: FLOWER_BROKER_API or --broker-api win; then
+# SPEECH_MANAGEMENT_URL (shared with `producer status`); else the first broker node's.
+if not options.broker_api and celeryconfig.management_url.strip().lower() != "off":
+    _nodes = broker_urls(celeryconfig.broker_url)
+    _base = celeryconfig.management_url.strip().rstrip("/") or management_url(_nodes[0])
+    broker_api = f"{_base}/api/"

@@ -14,6 +14,12 @@ connection's thread with `add_callback_threadsafe`, which publishes it (with pub
 confirms) and only then acks the request. A bridge that dies mid-call leaves its requests
 unacked, so RabbitMQ hands them to another bridge. Requests nobody can answer (no
 reply_to) are rejected without requeue and dead-lettered to `rpc.dead`.
+
+Replies go out on a channel of their own: a reply the broker refuses (406, e.g. larger
+than its max message size) closes only that channel, so the request can still be
+answered with a short error (or dead-lettered) and the other calls in flight go on.
+The broker URL may list several nodes (`;`): the bridge connects to the first that
+answers and moves to the next when its node dies or stops answering heartbeats.
 """
 
 import argparse
@@ -28,20 +34,34 @@ from typing import Any
 import msgpack
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPConnectionError, AMQPError, ChannelClosedByBroker
+from pika.exceptions import AMQPConnectionError, AMQPError, ChannelClosedByBroker, NackError
 from pika.spec import Basic, BasicProperties
 
 import celeryconfig
 from producer import wire
+from producer.brokers import broker_urls, pika_parameters, safe_url
 from producer.client import Client
-from producer.errors import InvalidInput, SpeechError
+from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
 
 log = logging.getLogger("speech.bridge")
 REQUEST_KEYS = {"audio", "options", "timeout"}
 REPLY_PROPERTIES = {"content_type": "application/msgpack"}
-PRECONDITION_FAILED = 406  # AMQP reply code: a queue exists with other arguments
+# AMQP reply code: while declaring, a queue exists with other arguments; while publishing,
+# the broker refused the message (too large, bad property).
+PRECONDITION_FAILED = 406
 # Seconds a stopping bridge waits for calls in flight to be answered.
 DRAIN_SECONDS = 30.0
+# Pause after every node failed in turn, doubling up to the maximum.
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
+# How the bridge's connections are named in RabbitMQ's management UI and rabbitmqctl.
+CONNECTION_NAME = "speech-bridge"
+# Error replies quote what the caller sent (a bad field, a bad value): keep them short so
+# a huge input never makes a huge reply.
+MAX_ERROR_CHARS = 500
+
+
+class QueuesConflict(Exception):
+    """Raised when a bridge queue exists with other arguments: retrying cannot help."""
 
 
 def parse_request(body: bytes) -> tuple[list[bytes], dict[str, Any], float | None]:
@@ -75,10 +95,16 @@ def parse_request(body: bytes) -> tuple[list[bytes], dict[str, Any], float | Non
 
 def encode_reply(outcome: dict[str, Any] | BaseException) -> bytes:
     if isinstance(outcome, BaseException):
-        reply: dict[str, Any] = {"ok": False, "error": wire.error_body(outcome)}
+        error = wire.error_body(outcome)
+        error["message"] = _shorten(str(error["message"]))
+        reply: dict[str, Any] = {"ok": False, "error": error}
     else:
         reply = {"ok": True, "result": wire.plain(outcome, binary=True)}
     return msgpack.packb(reply, use_bin_type=True)
+
+
+def _shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text)} chars)"
 
 
 class Bridge:
@@ -93,29 +119,41 @@ class Bridge:
         self.queues = {f"{prefix}{op}": op for op in wire.operations(client)}
         self.stopping = threading.Event()
         self.in_flight = 0  # touched only on the connection's thread
+        # The Client's effective URL list (an explicit --broker beats CELERY_BROKER_URL).
+        conf = client.app.conf
+        self.urls = broker_urls(conf.broker_write_url or conf.broker_url)
         self.connection: pika.BlockingConnection | None = None
+        self.served = False  # the last connection got as far as consuming
         self._channels: list[BlockingChannel] = []
+        self._reply_channel: BlockingChannel | None = None
 
     # --- life cycle ------------------------------------------------------------------------
     def run(self) -> int:
-        """Serve until stop(); reconnect with backoff when the broker goes away."""
-        backoff = 0.5
+        """Serve until stop(); on failure move to the next node, pausing after a full round."""
+        backoff, failures, node = BACKOFF_FIRST, 0, 0
         while not self.stopping.is_set():
+            url = self.urls[node % len(self.urls)]
+            self.served = False
             try:
-                self._serve_connection()
-                backoff = 0.5
-            except ChannelClosedByBroker as exc:
-                if exc.reply_code != PRECONDITION_FAILED:
-                    raise
-                # Retrying cannot help: an rpc.* queue exists with other arguments.
-                log.error("cannot declare the bridge queues: %s", exc.reply_text)
+                self._serve_connection(url)
+            except QueuesConflict as exc:
+                log.error("cannot declare the bridge queues on %s: %s", safe_url(url), exc)
                 return 1
             except AMQPConnectionError as exc:
-                log.warning("broker unreachable (%s); retrying in %.1f s", exc or "closed", backoff)
+                log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc))
             except AMQPError as exc:
-                log.warning("AMQP error %r; reconnecting in %.1f s", exc, backoff)
-            if not self.stopping.wait(backoff):
-                backoff = min(backoff * 2, 10.0)
+                log.warning("AMQP error on %s: %r", safe_url(url), exc)
+            if self.stopping.is_set():
+                break
+            node += 1  # whatever failed, the next attempt goes to the next node
+            if self.served:  # a node that served died: try the next one at once
+                backoff, failures = BACKOFF_FIRST, 0
+                continue
+            failures += 1
+            if failures % len(self.urls) == 0:
+                log.info("no broker node answered; retrying in %.1f s", backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
         self.pool.shutdown(wait=False, cancel_futures=True)
         return 0
 
@@ -131,22 +169,21 @@ class Bridge:
             if channel.is_open:
                 channel.stop_consuming()
 
-    def _serve_connection(self) -> None:
-        # The Client's effective URL (an explicit --broker beats CELERY_BROKER_URL).
-        url = self.client.app.connection_for_write().as_uri(include_password=True)
-        params = pika.URLParameters(url)
-        params.connection_attempts = 1
-        params.socket_timeout = celeryconfig.broker_connection_timeout
+    def _serve_connection(self, url: str) -> None:
+        params = pika_parameters(url)
+        params.client_properties = {"connection_name": CONNECTION_NAME}  # for rabbitmqctl, UI
         self.connection = conn = pika.BlockingConnection(params)
+        log.info("bridge connected to %s", safe_url(url))
         self.in_flight = 0  # calls begun on a lost connection are redelivered, not answered
         try:
             channel = conn.channel()
             self._channels = [channel]
             self._declare(channel)
-            channel.confirm_delivery()  # a reply counts as published once the broker has it
+            self._reply_channel = None  # opened on the first reply
             channel.basic_qos(prefetch_count=self.concurrency)
             for queue, algorithm in self.queues.items():
                 channel.basic_consume(queue, partial(self._on_request, algorithm))
+            self.served = True
             log.info("bridge consuming %s, %d at a time", ", ".join(self.queues), self.concurrency)
             if not self.stopping.is_set():
                 channel.start_consuming()
@@ -158,11 +195,17 @@ class Bridge:
 
     def _declare(self, channel: BlockingChannel) -> None:
         dlx, dead = celeryconfig.bridge_dead_letter_exchange, celeryconfig.bridge_dead_letter_queue
-        channel.exchange_declare(dlx, "fanout", durable=True)
-        channel.queue_declare(dead, durable=True)
-        channel.queue_bind(dead, dlx)
-        for queue in self.queues:
-            channel.queue_declare(queue, durable=True, arguments={"x-dead-letter-exchange": dlx})
+        try:
+            channel.exchange_declare(dlx, "fanout", durable=True)
+            channel.queue_declare(dead, durable=True)
+            channel.queue_bind(dead, dlx)
+            for queue in self.queues:
+                arguments = {"x-dead-letter-exchange": dlx}
+                channel.queue_declare(queue, durable=True, arguments=arguments)
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code == PRECONDITION_FAILED:
+                raise QueuesConflict(exc.reply_text) from exc
+            raise
 
     def _drain(self, conn: pika.BlockingConnection) -> None:
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -222,9 +265,50 @@ class Bridge:
     ) -> None:
         if not channel.is_open:
             return  # the request is redelivered to whoever consumes next
+        try:
+            self._publish(props, body)
+        except (ChannelClosedByBroker, NackError) as exc:
+            # The broker refused this reply, not the connection: tell the caller briefly,
+            # and never requeue a request whose answer can never be delivered.
+            refusal = getattr(exc, "reply_text", None) or type(exc).__name__
+            log.warning(
+                "reply of %d bytes to %s refused by the broker: %s",
+                len(body), props.reply_to, _shorten(refusal, 200),
+            )  # fmt: skip
+            if not self._publish_refusal(props, len(body), exc):
+                channel.basic_reject(method.delivery_tag, requeue=False)
+                return
+        channel.basic_ack(method.delivery_tag)
+
+    def _publish(self, props: BasicProperties, body: bytes) -> None:
+        """Publish a reply and wait for the broker's confirm, reopening a refused channel."""
+        channel = self._reply_channel
+        if channel is None or not channel.is_open:
+            assert self.connection is not None
+            channel = self._reply_channel = self.connection.channel()
+            channel.confirm_delivery()  # a reply counts as published once the broker has it
         reply = BasicProperties(correlation_id=props.correlation_id, **REPLY_PROPERTIES)
         channel.basic_publish("", props.reply_to, body, reply)
-        channel.basic_ack(method.delivery_tag)
+
+    def _publish_refusal(self, props: BasicProperties, size: int, exc: Exception) -> bool:
+        """Answer with a short error instead of the refused reply; False if that fails too."""
+        refusal = _shorten(getattr(exc, "reply_text", None) or type(exc).__name__, 200)
+        message = f"the broker refused the reply ({size} bytes): {refusal}"
+        too_large = getattr(exc, "reply_code", None) == PRECONDITION_FAILED and "size" in refusal
+        error = PayloadTooLarge(message) if too_large else SpeechError(message)
+        try:
+            self._publish(props, encode_reply(error))
+            return True
+        except (ChannelClosedByBroker, NackError) as exc:
+            log.warning("error reply to %s refused too (%s): dead-lettered", props.reply_to, exc)
+            return False
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words: pika wraps a refused connection in two empty-looking errors."""
+    cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    cause = getattr(cause, "exception", None) or cause  # pika's connector errors carry it
+    return str(cause) or type(cause).__name__
 
 
 def _threadsafe(conn: pika.BlockingConnection, callback: Any) -> None:
@@ -238,7 +322,9 @@ def run_bridge(client: Client, args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every failed attempt as several ERRORs with a traceback; the bridge logs one
+    # line per attempt itself (which node, why), so only pika's worst news is kept.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     bridge = Bridge(client, args.concurrency or celeryconfig.bridge_concurrency)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop())

@@ -4,7 +4,8 @@ Works with the plain AMQP connection: a passive `queue.declare` returns a queue'
 message count and consumer count without creating or changing it; a control broadcast
 (`inspect active_queues`) names the workers consuming each queue; `speech.ping` sent
 through the queue proves it is served end to end. When RabbitMQ's management API answers,
-each row also gets unacknowledged messages and publish/deliver rates.
+each row also gets unacknowledged messages and publish/deliver rates. With a list of
+broker nodes (`;`), the queues are read on the first node that answers.
 """
 
 import base64
@@ -16,11 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kombu.exceptions import OperationalError
+
 import celeryconfig
+from producer import brokers
+from producer.brokers import MANAGEMENT_PORT, broker_urls, safe_url
 from producer.client import Client
 from producer.errors import BrokerUnavailable, InvalidInput, SpeechError
 
-MANAGEMENT_PORT = 15672  # RabbitMQ's management plugin default
 MANAGEMENT_TIMEOUT = 2.0  # seconds: the extras must never make `status` slow
 INSPECT_TIMEOUT = 1.0  # seconds: workers answer a broadcast in milliseconds
 
@@ -73,7 +77,7 @@ def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0
         known = ", ".join(client.algorithms)
         raise InvalidInput(f"unknown queue(s) {', '.join(unknown)}; known: {known}")
     rows = {name: QueueStatus(name) for name in names}
-    _declare_passive(client, rows)
+    node = _declare_passive(client, rows)
     with ThreadPoolExecutor(len(rows) + 1) as pool:
         consumers = pool.submit(_consumers_by_queue, client)
         pings = {
@@ -87,21 +91,21 @@ def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0
                 row.ping_ms, row.ping_error = pings[name].result()
             else:
                 row.ping_error = "no consumer" if row.exists else "no queue"
-    url = management_url(client)
+    url = management_url(node)
     result = Status(list(rows.values()), management=None)
     if url:
         try:
-            _add_management(url, client, rows)
+            _add_management(url, brokers.virtual_host(node), rows)
             result.management = _redact(url)
         except (OSError, ValueError) as exc:  # URLError, timeouts and bad JSON
             result.management_error = f"{_redact(url)}: {exc}"
     return result
 
 
-def _declare_passive(client: Client, rows: dict[str, QueueStatus]) -> None:
-    conn = client.app.connection_for_read()
+def _declare_passive(client: Client, rows: dict[str, QueueStatus]) -> str:
+    """Fill in backlog and consumers from the first node that answers; return its URL."""
+    conn = _connect(client)
     try:
-        conn.ensure_connection(max_retries=1)
         for name, row in rows.items():
             channel = conn.channel()
             try:
@@ -112,10 +116,28 @@ def _declare_passive(client: Client, rows: dict[str, QueueStatus]) -> None:
             finally:
                 if channel.is_open:
                     channel.close()
-    except conn.connection_errors as exc:
-        raise BrokerUnavailable(f"cannot reach RabbitMQ at {conn.as_uri()}: {exc}") from exc
+    except (OperationalError, *conn.connection_errors) as exc:
+        raise BrokerUnavailable(f"lost RabbitMQ at {safe_url(conn.as_uri(True))}: {exc}") from exc
     finally:
         conn.release()
+    return str(conn.as_uri(include_password=True))
+
+
+def _connect(client: Client) -> Any:
+    """A kombu connection to the first broker node that answers, tried in list order."""
+    conf = client.app.conf
+    failures = []
+    for url in broker_urls(conf.broker_read_url or conf.broker_url):
+        conn = client.app.connection_for_read(url=url)
+        try:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+            return conn
+        except (OperationalError, *conn.connection_errors) as exc:
+            failures.append(f"{safe_url(url)} ({exc})")
+            conn.release()
+    raise BrokerUnavailable(
+        f"cannot reach RabbitMQ at {', '.join(failures)}: check CELERY_BROKER_URL and the network"
+    )
 
 
 def _consumers_by_queue(client: Client) -> dict[str, list[str]]:
@@ -136,17 +158,15 @@ def _ping(client: Client, queue: str, timeout: float) -> tuple[float | None, str
         return None, str(exc).split(" (", 1)[0]
 
 
-def management_url(client: Client) -> str | None:
-    """The management API base URL with credentials, or None when configured "off"."""
+def management_url(node: str) -> str | None:
+    """The management API base URL with credentials (SPEECH_MANAGEMENT_URL, else on the
+    broker `node` that answered), or None when configured "off"."""
     setting = celeryconfig.management_url.strip()
     if setting.lower() == "off":
         return None
     if setting:
         return setting.rstrip("/")
-    conn = client.app.connection_for_read()
-    user = urllib.parse.quote(conn.userid or "guest", safe="")
-    password = urllib.parse.quote(conn.password or "guest", safe="")
-    return f"http://{user}:{password}@{conn.hostname or 'localhost'}:{MANAGEMENT_PORT}"
+    return brokers.management_url(node)
 
 
 def _redact(url: str) -> str:
@@ -156,9 +176,8 @@ def _redact(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _add_management(url: str, client: Client, rows: dict[str, QueueStatus]) -> None:
+def _add_management(url: str, vhost: str, rows: dict[str, QueueStatus]) -> None:
     parts = urllib.parse.urlsplit(url)
-    vhost = client.app.connection_for_read().virtual_host or "/"
     api = f"{parts.scheme}://{parts.hostname}:{parts.port or MANAGEMENT_PORT}{parts.path}"
     request = urllib.request.Request(
         f"{api}/api/queues/{urllib.parse.quote(vhost, safe='')}"

@@ -134,3 +134,47 @@ def test_a_local_trial_runs_open_when_told_so(ops_vhost: Vhost, tmp_path: Any) -
         assert httpx.get(trial.url + "/tasks", timeout=10).status_code == 200
     finally:
         trial.stop()
+
+
+def test_a_broker_list_whose_first_node_is_dead_still_shows_the_workers(
+    ops_vhost: Vhost, ops_worker: Any, tmp_path: Any
+) -> None:
+    # Given CELERY_BROKER_URL naming a node with nothing listening, then the real one
+    dead = f"amqp://guest:guest@127.0.0.1:1/{ops_vhost.name}"
+    listed = Flower(f"{dead};{ops_vhost.url}", tmp_path / "f.db").start()
+    try:
+        # Then Flower reaches the workers through the node that answers
+        deadline = time.monotonic() + 20
+        while not any(n.startswith("ops@") for n in listed.get("/api/workers?refresh=1").json()):
+            assert time.monotonic() < deadline, listed.log()
+            time.sleep(0.5)
+    finally:
+        listed.stop()
+
+
+@pytest.mark.parametrize(
+    ("management", "broker_api"),
+    [
+        ("", "http://u:p@h1:15672/api/"),  # the first node's management API
+        ("http://a:b@mgmt:15672/", "http://a:b@mgmt:15672/api/"),
+        ("off", None),  # Flower's own default: the first node as well
+    ],
+)
+def test_the_broker_page_asks_the_first_node_unless_told_otherwise(
+    management: str, broker_api: str | None
+) -> None:
+    code = (
+        "import runpy, flower.options; print(runpy.run_path('flowerconfig.py').get('broker_api'))"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "SPEECH_"))},
+        "PYTHONPATH": str(REPO),
+        "CELERY_BROKER_URL": "amqp://u:p@h1:5672/v;amqp://u:p@h2:5673/v",
+        "SPEECH_FLOWER_LOCAL_TRIAL": "1",
+        "SPEECH_MANAGEMENT_URL": management,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(broker_api)

@@ -91,3 +91,27 @@ def test_unknown_queue_is_a_usage_error(ops_vhost: Vhost) -> None:
     done = run_cli(ops_vhost.url, "status", "nope")
     assert done.returncode == 1
     assert done.stderr.startswith("error: unknown queue(s) nope; known: asr")
+
+
+def test_a_broker_list_whose_first_node_is_dead_asks_the_next(
+    ops_vhost: Vhost, ops_worker: Worker
+) -> None:
+    # Given CELERY_BROKER_URL naming a node with nothing listening, then the real one
+    dead = f"amqp://guest:guest@127.0.0.1:1/{ops_vhost.name}"
+    done = run_cli(f"{dead};{ops_vhost.url}", "status", "asr", "--json")
+    # Then the status comes from the node that answers, workers and ping included
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["queues"]
+    assert row["exists"] and row["live"] and row["consumers"] == 1
+    assert row["ping_ms"] is not None
+
+
+def test_only_dead_nodes_is_broker_unavailable_without_a_traceback() -> None:
+    dead = "amqp://guest:s3cret@127.0.0.1:1//;amqp://guest:s3cret@127.0.0.1:2/speech"
+    start = time.monotonic()
+    done = run_cli(dead, "status")
+    assert time.monotonic() - start < 30
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1//")
+    assert "127.0.0.1:2/speech" in done.stderr and "Traceback" not in done.stderr
+    assert "s3cret" not in done.stderr and len(done.stderr.splitlines()) == 1

@@ -1,0 +1,76 @@
+"""Broker address lists, the way Celery reads them, for code that connects by itself.
+
+`CELERY_BROKER_URL` may name every node of a RabbitMQ cluster, `;`-separated
+(`amqp://u:p@h1:5672/v;amqp://u:p@h2:5672/v`). Celery and kombu fail over along such a
+list; the pika bridge, `producer status` and Flower's broker tab use these helpers to do
+the same. pika is imported only by `pika_parameters`: `import producer` must not need it.
+"""
+
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+import celeryconfig
+
+MANAGEMENT_PORT = 15672  # RabbitMQ's management plugin default
+# Seconds a connection blocked by a broker alarm (memory, disk) may stay blocked before
+# the bridge drops it and tries another node: a blocked node cannot take its replies.
+BLOCKED_CONNECTION_TIMEOUT = 60.0
+
+
+def broker_urls(url_or_list: str | Iterable[str]) -> list[str]:
+    """The URLs of a `;`-separated string (or a list of such strings), blanks dropped."""
+    parts = [url_or_list] if isinstance(url_or_list, str) else list(url_or_list)
+    return [url.strip() for part in parts for url in part.split(";") if url.strip()]
+
+
+def virtual_host(url: str) -> str:
+    """The vhost as kombu and the AMQP URI spec read it: no path, `/` or `//` mean `/`.
+
+    pika reads `amqp://host:5672//` (how kombu renders the default vhost) as vhost '',
+    which RabbitMQ refuses with NOT_ALLOWED."""
+    path = urllib.parse.urlsplit(url).path
+    return urllib.parse.unquote(path[1:]) or "/"
+
+
+def pika_parameters(url: str) -> Any:
+    """pika connection parameters for one broker URL: right vhost, heartbeats, one attempt.
+
+    One attempt because the caller walks the URL list itself; query parameters written
+    in the URL (`?heartbeat=30`) win over the configured ones."""
+    import pika  # only the bridge needs pika
+
+    params = pika.URLParameters(url)
+    params.virtual_host = virtual_host(url)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if "heartbeat" not in query:
+        # pika wants whole seconds; 0 turns heartbeats off.
+        seconds = celeryconfig.broker_heartbeat
+        params.heartbeat = max(1, round(seconds)) if seconds > 0 else 0
+    if "blocked_connection_timeout" not in query:
+        params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
+    if "connection_attempts" not in query:
+        params.connection_attempts = 1
+    if "socket_timeout" not in query:
+        params.socket_timeout = celeryconfig.broker_connection_timeout
+    return params
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password masked, fit for logs: amqp://guest:***@h1:5672/v."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[-1]}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def management_url(url: str) -> str:
+    """RabbitMQ's management API base URL on the node of `url`, with its credentials."""
+    parts = urllib.parse.urlsplit(url)
+    user = urllib.parse.quote(urllib.parse.unquote(parts.username or "guest"), safe="")
+    password = urllib.parse.quote(urllib.parse.unquote(parts.password or "guest"), safe="")
+    host = parts.hostname or "localhost"
+    if ":" in host:  # an IPv6 address needs its brackets back
+        host = f"[{host}]"
+    return f"http://{user}:{password}@{host}:{MANAGEMENT_PORT}"
