@@ -49,6 +49,10 @@ REPLY_PROPERTIES = {"content_type": "application/msgpack"}
 # AMQP reply code: while declaring, a queue exists with other arguments; while publishing,
 # the broker refused the message (too large, bad property).
 PRECONDITION_FAILED = 406
+# Quorum queues, like the algorithm queues: replicated on every node of a cluster, so the
+# bridge's queues and the requests in them outlive any one node (a classic queue lives on
+# the node that declared it, and cannot be declared again elsewhere while that node is down).
+QUORUM = {"x-queue-type": "quorum"}
 # Seconds a stopping bridge waits for calls in flight to be answered.
 DRAIN_SECONDS = 30.0
 # Pause after every node failed in turn, doubling up to the maximum.
@@ -197,10 +201,10 @@ class Bridge:
         dlx, dead = celeryconfig.bridge_dead_letter_exchange, celeryconfig.bridge_dead_letter_queue
         try:
             channel.exchange_declare(dlx, "fanout", durable=True)
-            channel.queue_declare(dead, durable=True)
+            channel.queue_declare(dead, durable=True, arguments=QUORUM)
             channel.queue_bind(dead, dlx)
             for queue in self.queues:
-                arguments = {"x-dead-letter-exchange": dlx}
+                arguments = {**QUORUM, "x-dead-letter-exchange": dlx}
                 channel.queue_declare(queue, durable=True, arguments=arguments)
         except ChannelClosedByBroker as exc:
             if exc.reply_code == PRECONDITION_FAILED:

@@ -211,7 +211,7 @@ def _wait_for(condition: Any, timeout: float = 30) -> None:
 
 
 def test_a_conflicting_queue_stops_the_bridge_with_a_clear_error() -> None:
-    # Given an rpc.asr queue declared by someone else without the dead-letter exchange
+    # Given an rpc.asr queue declared by someone else as a classic queue without arguments
     vhost = Vhost().create()
     try:
         connection = pika.BlockingConnection(pika.URLParameters(vhost.url))
