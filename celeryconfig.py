@@ -92,6 +92,9 @@ broker_connection_timeout = _env_float("SPEECH_CONNECT_TIMEOUT", 4.0)
 # noticed after ~2 heartbeats instead of when TCP gives up, minutes later. 0 = off.
 broker_heartbeat = _env_float("SPEECH_HEARTBEAT", 10.0)
 broker_connection_retry_on_startup = True
+# A worker waits for its broker however long it is away (Celery's default gives up after
+# 100 attempts, about 100 s at the worker's one attempt per second: tasks/consumer.py).
+broker_connection_max_retries = None
 # Publisher confirms: a publish returns only once the broker has the message (or refused
 # it: full queue), so nothing is dropped silently under memory or disk alarms.
 broker_transport_options = {"confirm_publish": True}

@@ -73,6 +73,9 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         self._thread: threading.Thread | None = None
         self._local = threading.local()
         self._last_error: BaseException | None = None
+        # True while the last attempt found no broker node at all: calls fail at once
+        # with BrokerUnavailable instead of waiting for a broker that is not there.
+        self._unreachable = False
         self.dropped = 0  # replies that arrived for no waiting call
         self.reconnects = 0
 
@@ -108,11 +111,13 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
 
     def _wait_for_queue(self, timeout: float) -> str:
         """The current reply queue's name; the caller holds the lock."""
-        deadline = time.monotonic() + timeout
+        # Reconnecting to another node takes a moment; a broker that is gone is reported
+        # within the connect timeout, not at the end of the caller's whole timeout.
+        deadline = time.monotonic() + min(timeout, self.app.conf.broker_connection_timeout)
         self._start()
         while self._queue_name is None:
             left = deadline - time.monotonic()
-            if left <= 0 or self._closing.is_set():
+            if left <= 0 or self._closing.is_set() or self._unreachable:
                 why = self._last_error or "no broker answered"
                 raise BrokerUnavailable(f"no reply queue on any broker node: {why}")
             self._ready.wait(left)
@@ -167,7 +172,12 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
             )
             try:
                 # One attempt per address; kombu moves to the next one after each failure.
-                conn.ensure_connection(max_retries=len(_split(urls)), interval_start=0)
+                try:
+                    conn.ensure_connection(max_retries=len(_split(urls)), interval_start=0)
+                except Exception:
+                    self._set_unreachable(True)
+                    raise
+                self._set_unreachable(False)
                 self._consume(conn)
             except Exception as exc:  # any way a connection can break: find another node
                 self._lose_connection(exc)
@@ -177,6 +187,11 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
                 with contextlib.suppress(Exception):  # a dead socket may refuse to close
                     conn.release()
         self._lose_connection(None)
+
+    def _set_unreachable(self, unreachable: bool) -> None:
+        with self._lock:
+            self._unreachable = unreachable
+            self._ready.notify_all()
 
     def _consume(self, conn: Any) -> None:
         name = f"{REPLY_QUEUE_PREFIX}{uuid.uuid4()}"

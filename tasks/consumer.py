@@ -17,7 +17,7 @@ from celery.worker.consumer import Consumer
 from celery.worker.consumer.consumer import dump_body
 
 log = logging.getLogger("speech.worker")
-RECONNECT_INTERVALS = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
+RECONNECT_INTERVALS = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 1.0}
 # What Celery's message handling raises on a body of the wrong shape.
 _MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError)
 
@@ -35,7 +35,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         ]
 
     def ensure_connected(self, conn: Any) -> Any:
-        # Try again every second or two while the broker is away, not after Celery's growing
+        # Try again every second while the broker is away, not after Celery's growing
         # 2, 4, 6 ... 30 s pauses: a broker back after a 10 s restart is served at once.
         # (With several broker URLs, each pause comes only after every URL failed once.)
         conn.ensure_connection = partial(conn.ensure_connection, **RECONNECT_INTERVALS)

@@ -18,6 +18,9 @@ from tests.helpers import DATA
 CLIPS = ["fox_kal16.wav", "weather_awb.wav", "numbers_rms.wav"]
 # A call is "hung" if it outlived its timeout by more than this (connection set-up aside).
 HUNG_MARGIN = 5.0
+# Seconds a load thread pauses after a failed call (a broker that is down fails calls in
+# microseconds; a real caller would not spin on it).
+FAILURE_PAUSE = 0.05
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Call:
     ended: float
     outcome: str  # "ok", "wrong answer" or the error's type name
     timeout: float
+    index: int  # the call's number: a ping's echo token, to find it in worker logs
 
 
 @dataclass
@@ -111,14 +115,18 @@ class Load:
             if done:
                 return min(done) - after
             time.sleep(0.1)
-        raise AssertionError(f"no call succeeded within {timeout} s")
+        since = Counter(c.outcome for c in list(self.calls) if c.started >= after)
+        raise AssertionError(f"no call succeeded within {timeout} s: {dict(since)}")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             with self._lock:
                 i = self._count
                 self._count += 1
-            self.calls.append(self._one(i))
+            call = self._one(i)
+            self.calls.append(call)
+            if call.outcome != "ok":
+                time.sleep(FAILURE_PAUSE)  # as a caller would back off
 
     def _one(self, i: int) -> Call:
         started = time.monotonic()
@@ -136,7 +144,7 @@ class Load:
             outcome = type(exc).__name__
         except Exception as exc:  # noqa: BLE001  (counted, so a stray error never ends a thread)
             outcome = f"untyped {type(exc).__name__}"
-        return Call(started, time.monotonic(), outcome, timeout)
+        return Call(started, time.monotonic(), outcome, timeout, i)
 
     def report(self) -> Report:
         calls = sorted(self.calls, key=lambda c: c.ended)
