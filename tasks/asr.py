@@ -5,11 +5,14 @@ from typing import Any
 
 import numpy as np
 
-from producer.errors import InvalidOptions
+from producer.errors import InvalidAudio, InvalidOptions
 from tasks.audio import SAMPLE_RATE, to_pcm16
 from tasks.base import audio_task
 
 FRAMES_PER_SECOND = 100  # pocketsphinx's feature frame rate
+# Shortest audio recognised: below about 66 ms pocketsphinx has too few feature frames to
+# search and gives no hypothesis at all.
+MIN_SECONDS = 0.1
 SILENCE_RMS = 1e-4  # -80 dBFS: below this there is nothing to transcribe
 # Decoder tokens that are not words: utterance edges, silence and filler models.
 _NON_WORDS = {"<s>", "</s>", "<sil>"}
@@ -37,7 +40,12 @@ def _clean_word(token: str) -> str:
 
 def recognize(samples: np.ndarray) -> dict[str, Any]:
     """Transcribe 16 kHz mono float samples: text, timed words and duration (seconds)."""
-    if not samples.size or float(np.sqrt(np.mean(samples**2))) < SILENCE_RMS:
+    if samples.size < MIN_SECONDS * SAMPLE_RATE:
+        raise InvalidAudio(
+            f"audio lasts {samples.size / SAMPLE_RATE:.3f} s, too short to recognise"
+            f" (at least {MIN_SECONDS:g} s)"
+        )
+    if float(np.sqrt(np.mean(samples**2))) < SILENCE_RMS:
         return _result([], samples)  # the model hallucinates words in digital silence
     dec = decoder()
     # Start every request from the same state: pocketsphinx otherwise adapts its feature
@@ -54,7 +62,7 @@ def recognize(samples: np.ndarray) -> dict[str, Any]:
             "end": round((seg.end_frame + 1) / FRAMES_PER_SECOND, 2),
             "confidence": round(min(1.0, float(seg.prob)), 4),
         }
-        for seg in dec.seg()
+        for seg in dec.seg() or ()  # None when the search ended with no hypothesis
         if seg.word not in _NON_WORDS and not seg.word.startswith("[")
     ]
     return _result(words, samples)

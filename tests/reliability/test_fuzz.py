@@ -1,11 +1,13 @@
 """Fuzzing the audio decoding and the message boundary: always a result or a clear error."""
 
 import io
+import os
+import random
 import threading
 
 import numpy as np
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from producer import Client, InvalidInput, SpeechError
@@ -23,6 +25,9 @@ def _wav(fmt: str, subtype: str | None = None) -> bytes:
 
 
 SEEDS = [_wav("WAV"), _wav("WAV", "PCM_U8"), _wav("FLAC"), _wav("OGG"), _wav("WAV", "FLOAT")]
+# New inputs every run, yet any failure can be replayed: a failing run names its seed,
+# and SPEECH_FUZZ_SEED=<seed> draws the same payloads again.
+FUZZ_SEED = int(os.environ.get("SPEECH_FUZZ_SEED") or random.randrange(2**32))
 
 
 @st.composite
@@ -53,6 +58,7 @@ def test_fuzzed_requests_through_the_broker_never_hurt_the_worker() -> None:
     worker = Worker(vhost.url, "asr", concurrency=2, name="fuzzed").start()
     payloads: list[bytes] = []
 
+    @seed(FUZZ_SEED)
     @settings(max_examples=300, database=None)
     @given(st.one_of(mutated_audio(), st.binary(min_size=1, max_size=2048)))
     def collect(data: bytes) -> None:
@@ -70,6 +76,11 @@ def test_fuzzed_requests_through_the_broker_never_hurt_the_worker() -> None:
                     kind = "result"
                 except InvalidInput:
                     kind = "invalid input"
+                except SpeechError as exc:
+                    raise AssertionError(
+                        f"{exc!r} for a payload of {len(data)} bytes starting {data[:32]!r}"
+                        f" (replay: SPEECH_FUZZ_SEED={FUZZ_SEED})"
+                    ) from exc
                 with lock:
                     outcomes[kind] = outcomes.get(kind, 0) + 1
 
@@ -84,7 +95,9 @@ def test_fuzzed_requests_through_the_broker_never_hurt_the_worker() -> None:
             assert worker.alive()
             assert client.asr(DATA / "fox_kal16.wav", timeout=60)["text"]
     except SpeechError as exc:  # pragma: no cover - reported with context
-        raise AssertionError(f"unexpected error after {outcomes}: {exc!r}") from exc
+        raise AssertionError(
+            f"unexpected error after {outcomes}: {exc!r} (replay: SPEECH_FUZZ_SEED={FUZZ_SEED})"
+        ) from exc
     finally:
         worker.stop()
         vhost.delete()
