@@ -13,6 +13,7 @@ from producer.errors import (
     Overloaded,
     PayloadTooLarge,
     RemoteError,
+    ResultTooLarge,
     SpeechError,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "RemoteError",
+    "ResultTooLarge",
     "SpeechError",
 ]

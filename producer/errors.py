@@ -8,9 +8,10 @@ SpeechError                 root: catch this to catch everything the platform ra
  |    +-- PayloadTooLarge   audio bigger than the configured maximum
  |    +-- InvalidAudio      audio that cannot be decoded, is empty or is too long
  |    +-- InvalidOptions    unknown options or arguments of the wrong type
+ |    +-- ResultTooLarge    the answer would be bigger than the broker carries
  +-- RemoteError           the algorithm failed on the worker for another reason
 
-Workers raise InvalidAudio and InvalidOptions; they travel back through the result
+Workers raise InvalidAudio, InvalidOptions and ResultTooLarge; they travel back through the result
 backend and are raised again, as the same class, in the caller. This module must stay
 light: the worker and the producer both import it.
 """
@@ -46,6 +47,10 @@ class InvalidAudio(InvalidInput):
 
 class InvalidOptions(InvalidInput):
     """Raised when options are unknown or arguments have the wrong type."""
+
+
+class ResultTooLarge(InvalidInput):
+    """Raised when a result would exceed the largest message the broker takes."""
 
 
 class RemoteError(SpeechError):

@@ -78,7 +78,10 @@ def _result(words: list[dict[str, Any]], samples: np.ndarray) -> dict[str, Any]:
     }
 
 
-@audio_task(name="speech.asr", queue="asr", warm=warm)
+# pocketsphinx runs at 0.2-0.5 x real time, so the longest audio (600 s) needs up to
+# ~300 s; its search is one C call that only the hard limit can stop. Both limits stay
+# far below RabbitMQ's consumer_timeout (30 min).
+@audio_task(name="speech.asr", queue="asr", warm=warm, soft_time_limit=300, time_limit=330)
 def asr(samples: np.ndarray, **options: Any) -> dict[str, Any]:
     if options:
         raise InvalidOptions(f"asr takes no options, got {sorted(options)}")

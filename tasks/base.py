@@ -13,17 +13,19 @@ from typing import Any
 
 from celery import Celery, signals
 
-from producer.errors import InvalidOptions
+from producer.errors import InvalidOptions, ResultTooLarge
 
 log = logging.getLogger("speech.worker")
 
-app = Celery("speech")
+app = Celery("speech", task_cls="tasks.guard:SpeechTask")
 app.config_from_object("celeryconfig")
 
 # queue name -> functions that load and exercise that algorithm's models (several tasks,
 # e.g. speaker embed and verify, share one queue and one warmer)
 _warmers: dict[str, list[Callable[[], None]]] = {}
 _COUNTS = {1: "one audio argument", 2: "two audio arguments"}
+# No algorithm takes more options than this; a request with more is refused unread.
+MAX_OPTIONS = 16
 # queues this worker consumes, recorded in the parent before the pool forks
 _served: list[str] = []
 
@@ -60,6 +62,10 @@ def audio_task(
 
             if len(args) != audio_args:
                 raise InvalidOptions(f"{name} takes {_COUNTS[audio_args]}, got {len(args)}")
+            if len(options) > MAX_OPTIONS:
+                raise InvalidOptions(
+                    f"{name} got {len(options)} options; no algorithm takes more than {MAX_OPTIONS}"
+                )
             clips = [
                 decode(
                     audio,
@@ -68,11 +74,35 @@ def audio_task(
                 )
                 for audio in args
             ]
-            return fn(*clips, **options)
+            return check_result_size(name, fn(*clips, **options))
 
         return run
 
     return register
+
+
+def check_result_size(name: str, result: Any) -> Any:
+    """`result`, or ResultTooLarge when its message would pass max_result_bytes: RabbitMQ
+    would refuse it at publish time, and the caller would hear only of a 406."""
+    size, limit = wire_size(result), app.conf.max_result_bytes
+    if size > limit:
+        raise ResultTooLarge(
+            f"{name} made a {size / 2**20:.0f} MiB answer, the maximum is"
+            f" {limit / 2**20:.0f} MiB (SPEECH_MAX_RESULT_BYTES): send shorter audio or"
+            " options that ask for less"
+        )
+    return result
+
+
+def wire_size(value: Any) -> int:
+    """About how many bytes `value` takes in msgpack (a little more, never less)."""
+    if isinstance(value, (bytes, bytearray, memoryview, str)):
+        return len(value) * (4 if isinstance(value, str) else 1) + 5
+    if isinstance(value, dict):
+        return 5 + sum(wire_size(k) + wire_size(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return 5 + sum(wire_size(v) for v in value)
+    return 9  # numbers, booleans, None
 
 
 def warm_models(queues: list[str]) -> None:

@@ -35,7 +35,7 @@ def reduce(samples: np.ndarray, **options: Any) -> dict[str, Any]:
 
     check_unknown("denoise", options, set(DEFAULTS))
     opts = {**DEFAULTS, **options}
-    if opts["format"] not in FORMATS:
+    if not isinstance(opts["format"], str) or opts["format"] not in FORMATS:
         raise InvalidOptions(
             f"option format must be one of {list(FORMATS)}, got {opts['format']!r}"
         )

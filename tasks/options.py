@@ -14,7 +14,17 @@ def check_range(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
+# Unknown option names quoted in an error, and characters quoted of each: the error
+# travels back to the caller and must stay small whatever was sent.
+QUOTED_NAMES = 10
+QUOTED_CHARS = 40
+
+
 def check_unknown(algorithm: str, options: dict[str, Any], known: set[str]) -> None:
-    unknown = set(options) - known
+    unknown = sorted(map(str, set(options) - known))
     if unknown:
-        raise InvalidOptions(f"{algorithm} options are {sorted(known)}; unknown: {sorted(unknown)}")
+        quoted = [n if len(n) <= QUOTED_CHARS else n[: QUOTED_CHARS - 3] + "..." for n in unknown]
+        more = f" and {len(unknown) - QUOTED_NAMES} more" if len(unknown) > QUOTED_NAMES else ""
+        raise InvalidOptions(
+            f"{algorithm} options are {sorted(known)}; unknown: {quoted[:QUOTED_NAMES]}{more}"
+        )

@@ -1,0 +1,73 @@
+"""What a message may ask of the worker: which task to run, with which arguments, nothing
+more. Time limits and queues are the worker's to decide, whatever a caller writes.
+
+- `timelimit` (what `apply_async(time_limit=..., soft_time_limit=...)` sends) is ignored:
+  each task runs under the limits configured for it (tasks/*.py, celeryconfig.py). Letting
+  callers lower them is no safer than raising them: a hard limit of 1 ms SIGKILLs the pool
+  process, which must then load and warm its models again (10-17 s for speaker) while
+  other callers wait; a raised one runs into RabbitMQ's consumer_timeout. A caller who
+  wants less already has its own timeout (and the request's `expires`).
+- `eta`/`countdown` are ignored: calls are RPC with deadlines, and a message held for a
+  future ETA stays unacked in the worker past consumer_timeout.
+- A task runs only from its own algorithm's queue: `speech.features` sent to `asr` is
+  rejected without requeue, so the queue dead-letters it to `speech.dead`. Tasks without
+  a route (`speech.ping`) run on every queue.
+
+Queues are bound by their own name (direct exchange, routing key = queue name; the
+default exchange routes by queue name too), so the routing key a message arrived with
+names the queue it came from.
+"""
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.worker.request import Request
+from celery.worker.strategy import default as default_strategy
+
+log = logging.getLogger("speech.worker")
+# Headers through which a caller would steer the worker rather than the task.
+IGNORED_HEADERS = ("timelimit", "eta")
+
+
+class WorkerRequest(Request):  # type: ignore[misc]
+    """Celery's request, minus the caller's time limits and ETA."""
+
+    def __init__(self, message: Any, *args: Any, headers: Any = None, **kwargs: Any) -> None:
+        headers = dict(message.headers if headers is None else headers)
+        ignored = {key: headers.pop(key) for key in IGNORED_HEADERS if headers.get(key)}
+        if any(value not in (None, [None, None], (None, None)) for value in ignored.values()):
+            log.warning("ignoring caller-supplied %s in %s", ignored, headers.get("id"))
+        super().__init__(message, *args, headers=headers, **kwargs)
+
+
+def queue_guard(task: Task, app: Any, consumer: Any, **kwargs: Any) -> Any:
+    """Celery's default strategy for `task`, refusing messages from another task's queue."""
+    handle = default_strategy(task, app, consumer, **kwargs)
+    home = (app.conf.task_routes or {}).get(task.name, {}).get("queue")
+    if home is None:
+        return handle
+
+    def on_message(message: Any, body: Any, ack: Any, reject: Any, *args: Any, **kw: Any) -> Any:
+        arrived = (message.delivery_info or {}).get("routing_key")
+        if arrived != home:
+            log.error(
+                "dead-lettering %s %s: it arrived on queue %r, it runs only from %r",
+                task.name,
+                message.headers.get("id") if message.headers else None,
+                arrived,
+                home,
+            )
+            if not message.acknowledged:
+                message.reject(requeue=False)
+            return None
+        return handle(message, body, ack, reject, *args, **kw)
+
+    return on_message
+
+
+class SpeechTask(Task):  # type: ignore[misc]
+    """Every task of the workers (the app's task_cls): guarded strategy and request."""
+
+    Strategy = "tasks.guard:queue_guard"
+    Request = "tasks.guard:WorkerRequest"
