@@ -16,6 +16,8 @@ from producer import errors
 # Operations that take several clips have a Client method of their own (issue 3's
 # speaker verify); every other operation goes through Client.call with one clip.
 MULTI_CLIP_METHODS = {"speaker.verify": "speaker_verify"}
+# Clips each operation takes (one unless named here).
+CLIPS = {"speaker.verify": 2}
 
 # Most specific first: an error maps by the first class name in its MRO found here.
 # `Overloaded` is matched by name so this table works before and after it exists.
@@ -85,11 +87,15 @@ def invoke(
     client: Any, operation: str, clips: list[bytes], timeout: float | None, options: dict[str, Any]
 ) -> Any:
     """Run `operation` on one clip or, for the operations made for it, several."""
+    wanted = CLIPS.get(operation, 1)
+    if len(clips) != wanted:
+        count = {1: "one clip", 2: "two clips"}.get(wanted, f"{wanted} clips")
+        raise errors.InvalidInput(f"{operation} takes {count}, got {len(clips)}")
+    if "timeout" in options:
+        raise errors.InvalidOptions("timeout is the request's own field, not an option")
     if len(clips) == 1:
-        return client.call(operation, clips[0], timeout, **options)
-    method = getattr(client, MULTI_CLIP_METHODS.get(operation, ""), None)
-    if method is None:
-        raise errors.InvalidInput(f"{operation} takes one clip, got {len(clips)}")
+        return client.call(operation, clips[0], timeout=timeout, **options)
+    method = getattr(client, MULTI_CLIP_METHODS[operation])
     try:
         return method(*clips, timeout=timeout, **options)
     except TypeError as exc:  # an option the method does not take

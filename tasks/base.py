@@ -24,8 +24,6 @@ app.config_from_object("celeryconfig")
 # e.g. speaker embed and verify, share one queue and one warmer)
 _warmers: dict[str, list[Callable[[], None]]] = {}
 _COUNTS = {1: "one audio argument", 2: "two audio arguments"}
-# No algorithm takes more options than this; a request with more is refused unread.
-MAX_OPTIONS = 16
 # queues this worker consumes, recorded in the parent before the pool forks
 _served: list[str] = []
 
@@ -62,9 +60,10 @@ def audio_task(
 
             if len(args) != audio_args:
                 raise InvalidOptions(f"{name} takes {_COUNTS[audio_args]}, got {len(args)}")
-            if len(options) > MAX_OPTIONS:
+            if len(options) > app.conf.max_options:
                 raise InvalidOptions(
-                    f"{name} got {len(options)} options; no algorithm takes more than {MAX_OPTIONS}"
+                    f"{name} got {len(options)} options; no algorithm takes more than"
+                    f" {app.conf.max_options}"
                 )
             clips = [
                 decode(

@@ -1,0 +1,51 @@
+"""The Client and the doors' shared call path refuse malformed calls before sending them."""
+
+from typing import Any
+
+import pytest
+
+from producer import Client, InvalidInput, InvalidOptions
+from producer.wire import invoke
+
+
+class Recorder:
+    """Stands in for a Client: records what a door would ask of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def call(self, operation: str, audio: bytes, /, timeout: Any = None, **options: Any) -> Any:
+        self.calls.append((operation, audio, timeout, options))
+        return {}
+
+    def speaker_verify(self, a: bytes, b: bytes, timeout: Any = None, threshold: Any = None) -> Any:
+        self.calls.append(("speaker.verify", a, b, timeout, threshold))
+        return {}
+
+
+def test_three_clips_to_speaker_verify_say_how_many_it_takes() -> None:
+    with pytest.raises(InvalidInput, match="speaker.verify takes two clips, got 3"):
+        invoke(Recorder(), "speaker.verify", [b"a", b"b", b"c"], 5.0, {})
+    with pytest.raises(InvalidInput, match="speaker.verify takes two clips, got 1"):
+        invoke(Recorder(), "speaker.verify", [b"a"], 5.0, {})
+    client = Recorder()
+    invoke(client, "speaker.verify", [b"a", b"b"], 5.0, {"threshold": 0.7})
+    assert client.calls == [("speaker.verify", b"a", b"b", 5.0, 0.7)]
+
+
+def test_options_named_like_the_calls_own_arguments_are_options_or_refused() -> None:
+    client = Recorder()
+    with pytest.raises(InvalidOptions, match="timeout is the request's own field"):
+        invoke(client, "vad", [b"a"], 5.0, {"timeout": 1})
+    invoke(client, "vad", [b"a"], 5.0, {"audio": 1, "algorithm": 2})
+    assert client.calls == [("vad", b"a", 5.0, {"audio": 1, "algorithm": 2})]
+
+
+def test_the_client_refuses_thousands_of_options_before_sending() -> None:
+    # No broker is reached: the check comes first
+    with Client("amqp://guest:guest@127.0.0.1:1//") as client:
+        options = {f"option{i:05d}": i for i in range(10_000)}
+        with pytest.raises(InvalidOptions, match="got 10000 options; no algorithm takes more"):
+            client.features(b"RIFF", **options)
+        with pytest.raises(InvalidOptions, match="option names are strings"):
+            client._call_audio("vad", [b"RIFF"], 1.0, {3: "x"})
