@@ -1,0 +1,224 @@
+"""Hostile requests against real workers: a decompression bomb, caller-chosen time limits,
+tasks on another algorithm's queue, options that cost without bound, expired requests.
+Each gets its typed error (or a correct answer) within bounded memory, and the worker
+answers a normal call right after."""
+
+import io
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pika
+import pytest
+import soundfile as sf
+
+import celeryconfig
+from producer import CallTimeout, Client, InvalidAudio, InvalidOptions
+from tests.bombs import silent_flac
+from tests.helpers import DATA, TRANSCRIPTS, Vhost, Worker, wer
+from tests.reliability.conftest import record
+
+FOX = (DATA / "fox_kal16.wav").read_bytes()
+MB = 2**20
+# What one request may add to a pool process's peak memory, as the README states: the
+# decoded 16 kHz clip (38.4 MB for 600 s) twice over (decode output, asr's level check)
+# plus blocks and buffers. Before the fix the bomb below took 4.4 GB.
+PEAK_BOUND = 120 * MB
+
+
+@pytest.fixture(scope="module")
+def vhost() -> Iterator[Vhost]:
+    vh = Vhost("speech-hostile").create()
+    yield vh
+    vh.delete()
+
+
+@pytest.fixture(scope="module")
+def worker(vhost: Vhost) -> Iterator[Worker]:
+    w = Worker(vhost.url, "asr,features", name="hostile").start()
+    w.wait_warm("asr").wait_warm("features")
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="module")
+def client(vhost: Vhost, worker: Worker) -> Iterator[Client]:
+    with Client(vhost.url) as c:
+        yield c
+
+
+def _pool_process(worker: Worker) -> int:
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def _status_kb(pid: int, field: str) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(text.split(field + ":")[1].split()[0])
+
+
+class PeakMemory:
+    """Growth of a process's peak resident memory over its size at the start (bytes)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = _status_kb(pid, "VmRSS")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+
+    @property
+    def grown(self) -> int:
+        return (_status_kb(self.pid, "VmHWM") - self.before) * 1024
+
+
+def _answers_normally(client: Client) -> None:
+    text = client.asr(FOX, timeout=60)["text"]
+    assert wer(TRANSCRIPTS["fox_kal16.wav"], text) <= 0.3, text
+
+
+def _wav(channels: int, rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((rate // 10, channels), np.float32), rate, format="WAV")
+    return buf.getvalue()
+
+
+def test_a_decompression_bomb_is_decoded_within_bounded_memory(
+    worker: Worker, client: Client
+) -> None:
+    # Given the issue's bomb: 599 s of 8-channel 192 kHz silence in a 930 kB FLAC
+    bomb = silent_flac(channels=8, rate=192_000, seconds=599.0)
+    assert len(bomb) < MB
+    pid = _pool_process(worker)
+    peak = PeakMemory(pid)
+    # When it is transcribed
+    start = time.monotonic()
+    answer = client.asr(bomb, timeout=120)
+    seconds = time.monotonic() - start
+    # Then the answer is right (silence), the pool process grew by a bounded amount only,
+    # and it is the same process (not killed, not replaced)
+    assert answer["text"] == "" and answer["duration"] == pytest.approx(599.0, abs=0.01)
+    assert peak.grown < PEAK_BOUND, f"peak grew {peak.grown / MB:.0f} MB"
+    assert _pool_process(worker) == pid
+    # And layouts beyond the limits are refused before any decoding
+    with pytest.raises(InvalidAudio, match="16 channels, the maximum is 8"):
+        client.asr(_wav(16, 16000), timeout=30)
+    with pytest.raises(InvalidAudio, match="384000 Hz; accepted rates are 1000 to 192000"):
+        client.asr(_wav(1, 384_000), timeout=30)
+    _answers_normally(client)
+    record(
+        "decompression_bomb",
+        bomb_bytes=len(bomb),
+        decoded_float32_mb=round(599 * 192_000 * 8 * 4 / 1e6),
+        peak_growth_mb=round(peak.grown / MB, 1),
+        seconds=round(seconds, 1),
+    )
+
+
+def test_caller_time_limits_do_not_reach_the_pool(worker: Worker, client: Client) -> None:
+    # Given a request carrying what apply_async(time_limit=0.001, ...) sends
+    pid = _pool_process(worker)
+    result = client.app.send_task(
+        "speech.asr", args=[FOX], queue="asr", time_limit=0.001, soft_time_limit=0.001
+    )
+    # Then it runs under the task's own limits: transcribed, its process never killed
+    answer = result.get(timeout=60)
+    assert wer(TRANSCRIPTS["fox_kal16.wav"], answer["text"]) <= 0.3
+    assert _pool_process(worker) == pid
+    assert "Hard time limit" not in worker.log() and "SoftTimeLimitExceeded" not in worker.log()
+    ignored = f"ignoring caller-supplied {{'timelimit': [0.001, 0.001]}} in {result.id}"
+    assert ignored in worker.log()
+    _answers_normally(client)
+
+
+def test_a_task_on_another_algorithms_queue_is_dead_lettered(
+    vhost: Vhost, worker: Worker, client: Client
+) -> None:
+    dead = celeryconfig.DEAD_LETTER_NAME
+    already = vhost.queues().get(dead, 0)
+    # Given features sent to the asr queue, and asr to the features queue
+    strays = {
+        client.app.send_task("speech.features", args=[FOX], queue="asr").id: "speech.features",
+        client.app.send_task("speech.asr", args=[FOX], queue="features").id: "speech.asr",
+    }
+    # Then both are rejected into the dead-letter queue, unrun
+    deadline = time.monotonic() + 20
+    while vhost.queues().get(dead, 0) < already + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert vhost.queues().get(dead, 0) == already + 2
+    conn = pika.BlockingConnection(pika.URLParameters(vhost.url))
+    try:
+        channel = conn.channel()
+        found = {}
+        for _ in range(already + 2):
+            method, props, _ = channel.basic_get(dead, auto_ack=True)
+            assert method is not None
+            if props.headers.get("id") in strays:
+                assert props.headers["x-first-death-reason"] == "rejected"
+                found[props.headers["id"]] = props.headers["task"]
+        assert found == strays
+    finally:
+        conn.close()
+    log = worker.log()
+    for task_id in strays:
+        assert f"{task_id}] succeeded" not in log and f"{task_id}] received" not in log
+    assert "dead-lettering speech.features" in log and "it runs only from 'features'" in log
+    # And ping still answers on every queue, and the algorithms on their own
+    assert client.ping("asr")["worker"].startswith("hostile@")
+    assert client.ping("features")["worker"].startswith("hostile@")
+    assert client.features(FOX, timeout=60)["mfcc"].shape[0] == 13
+    _answers_normally(client)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        # 7.1 GB and 274 s before
+        ({"include": ["f0"], "hop": 32}, "raise hop to at least 80"),
+        # a 463 MB answer that RabbitMQ refused (406) before
+        ({"include": ["mfcc", "logmel"], "n_mels": 256, "hop": 32}, "raise hop to at least 80"),
+        ({"include": ["mfcc", "logmel"], "n_mels": 256, "hop": 80}, "MiB result, the maximum"),
+        ({"include": ["f0"], "hop": 160}, "raise hop to at least 320"),
+    ],
+)
+def test_options_that_cost_without_bound_are_refused_before_running(
+    worker: Worker, client: Client, options: dict, message: str
+) -> None:
+    # Given the longest audio accepted (600 s; silence compresses to a few kB)
+    audio = silent_flac(channels=1, rate=16_000, seconds=600.0)
+    peak = PeakMemory(_pool_process(worker))
+    # When it is sent with options whose cost grows without bound
+    start = time.monotonic()
+    with pytest.raises(InvalidOptions, match=message):
+        client.features(audio, timeout=60, **options)
+    # Then they are refused at once, before the work, with what to change
+    assert time.monotonic() - start < 15
+    assert peak.grown < PEAK_BOUND, f"peak grew {peak.grown / MB:.0f} MB"
+    assert client.features(FOX, timeout=60)["mfcc"].shape[0] == 13
+
+
+def test_thousands_of_options_are_refused_by_the_worker_too(client: Client) -> None:
+    # Given a caller that bypasses the Client's check (with a short description header)
+    options = {f"option{i:05d}": i for i in range(10_000)}
+    result = client.app.send_task(
+        "speech.features", args=[FOX], kwargs=options, queue="features", kwargsrepr="{...}"
+    )
+    with pytest.raises(InvalidOptions, match="got 10000 options; no algorithm takes more than 16"):
+        result.get(timeout=60)
+    assert client.features(FOX, timeout=60)["mfcc"].shape[0] == 13
+
+
+def test_a_request_that_expired_unrun_is_call_timeout(client: Client) -> None:
+    # Given a caller whose clock is 30 s behind the worker's: its requests reach the worker
+    # already expired, and the worker answers "revoked" while the caller still waits
+    real_now = client.app.now
+    client.app.now = lambda: real_now() - timedelta(seconds=30)
+    try:
+        with pytest.raises(CallTimeout, match="expired in the queue before a worker took it"):
+            client.asr(FOX, timeout=20)
+    finally:
+        client.app.now = real_now
+    _answers_normally(client)
