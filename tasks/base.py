@@ -87,7 +87,7 @@ def check_result_size(name: str, result: Any) -> Any:
     if size > limit:
         raise ResultTooLarge(
             f"{name} made a {size / 2**20:.0f} MiB answer, the maximum is"
-            f" {limit / 2**20:.0f} MiB (SPEECH_MAX_RESULT_BYTES): send shorter audio or"
+            f" {limit / 2**20:.0f} MiB (the broker's message size): send shorter audio or"
             " options that ask for less"
         )
     return result
