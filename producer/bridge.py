@@ -27,6 +27,7 @@ import logging
 import signal
 import threading
 import time
+import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -39,9 +40,35 @@ from pika.spec import Basic, BasicProperties
 
 import celeryconfig
 from producer import wire
-from producer.brokers import broker_urls, pika_parameters, safe_url
+from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client import Client
 from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
+
+# Seconds a connection blocked by a broker alarm (memory, disk) may stay blocked before
+# the bridge drops it and tries another node: a blocked node cannot take its replies.
+BLOCKED_CONNECTION_TIMEOUT = 60.0
+
+
+def pika_parameters(url: str) -> Any:
+    """pika connection parameters for one broker URL: right vhost, heartbeats, one attempt.
+
+    One attempt because the caller walks the URL list itself; query parameters written
+    in the URL (`?heartbeat=30`) win over the configured ones."""
+    params = pika.URLParameters(url)
+    params.virtual_host = virtual_host(url)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if "heartbeat" not in query:
+        # pika wants whole seconds; 0 turns heartbeats off.
+        seconds = celeryconfig.broker_heartbeat
+        params.heartbeat = max(1, round(seconds)) if seconds > 0 else 0
+    if "blocked_connection_timeout" not in query:
+        params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
+    if "connection_attempts" not in query:
+        params.connection_attempts = 1
+    if "socket_timeout" not in query:
+        params.socket_timeout = celeryconfig.broker_connection_timeout
+    return params
+
 
 log = logging.getLogger("speech.bridge")
 REQUEST_KEYS = {"audio", "options", "timeout"}
