@@ -16,6 +16,14 @@ def vhost() -> Iterator[Vhost]:
     vh.delete()
 
 
+@pytest.fixture
+def own_vhost() -> Iterator[Vhost]:
+    """A vhost for one test alone: for tests that kill, flood or count what is in it."""
+    vh = Vhost("speech-own").create()
+    yield vh
+    vh.delete()
+
+
 @pytest.fixture(scope="session")
 def broker_url(vhost: Vhost) -> str:
     return vhost.url

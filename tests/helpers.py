@@ -48,6 +48,15 @@ class Vhost:
         return {name: int(count) for name, count in rows if count.isdigit()}
 
 
+def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> None:
+    """Poll `check` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(every)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
