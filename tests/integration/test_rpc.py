@@ -35,6 +35,7 @@ def test_broker_unreachable_fails_within_seconds() -> None:
         assert time.monotonic() - start < 10
 
 
+@pytest.mark.slow
 def test_timeout_leaves_no_work_behind(own_vhost: Vhost) -> None:
     # Given a vhost of its own whose asr queue nobody consumes yet
     with Client(own_vhost.url) as client:

@@ -8,6 +8,8 @@ import pytest
 from producer import Client
 from tests.helpers import DATA, Worker
 
+pytestmark = pytest.mark.slow  # warms workers of every algorithm
+
 CALLS = {
     "asr": lambda c: c.asr(DATA / "fox_rms.wav"),
     "vad": lambda c: c.vad(DATA / "fox_rms.wav"),
