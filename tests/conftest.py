@@ -14,7 +14,6 @@ import pytest
 from producer import Client
 from tests.helpers import Vhost, Worker
 
-
 TESTS = Path(__file__).parent
 TIERS = ("unit", "integration", "clients", "ops", "reliability")
 
