@@ -23,6 +23,7 @@ from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge, Speec
 REQUEST_KEYS = {"audio", "options", "timeout"}
 # Clips an operation takes; every other operation takes one.
 CLIPS = {"speaker.verify": 2}
+_CLIP_COUNT = {1: "one clip", 2: "two clips"}
 # Options are a handful of scalars and short lists (features' `include`): these bounds are
 # far above any real request and keep a hostile one from reaching Celery's headers
 # (10,000 keys overflowed the AMQP frame of the task's description).
@@ -170,9 +171,7 @@ def _clips(audio: Any, operation: str, max_payload: int) -> list[bytes]:
         raise InvalidInput(f"'audio' must be msgpack binary (bytes) or a list of them, got {got}")
     wanted = CLIPS.get(operation, 1)
     if len(clips) != wanted:
-        raise InvalidInput(
-            f"{operation} takes {wanted} clip{'s' if wanted > 1 else ''}, got {len(clips)}"
-        )
+        raise InvalidInput(f"{operation} takes {_CLIP_COUNT.get(wanted)}, got {len(clips)}")
     for clip in clips:
         if len(clip) > max_payload:
             raise PayloadTooLarge(
@@ -186,7 +185,7 @@ def _options(options: Any) -> dict[str, Any]:
     if options is None:
         return {}
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        raise InvalidOptions("'options' must be a map with string keys")
+        raise InvalidInput("'options' must be a map with string keys")
     if len(options) > MAX_OPTIONS:
         raise InvalidOptions(f"{len(options)} options, at most {MAX_OPTIONS} are accepted")
     for name, value in options.items():
