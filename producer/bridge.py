@@ -308,7 +308,7 @@ class Bridge:
         try:
             self.replies.publish(props, encode_reply(error))
             return True
-        except (ChannelClosedByBroker, NackError) as exc:
+        except AMQPError as exc:
             log.warning(
                 "error reply to %.120r refused too (%s): dead-lettered", props.reply_to, exc
             )
