@@ -32,6 +32,7 @@ from producer.errors import InvalidInput
 from tests.clients.servers import Bridge, Producer
 from tests.clients.test_bridge import FOX, RpcClient
 from tests.helpers import Vhost, Worker, rabbitmqctl
+from tests.reliability.conftest import record
 
 # New inputs every run, yet any failure can be replayed: a failing run names its seed,
 # and SPEECH_FUZZ_SEED=<seed> draws the same requests again.
@@ -65,7 +66,7 @@ keys = st.one_of(st.text(max_size=12), st.integers(-5, 5), st.binary(max_size=4)
 values = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=5),
-    max_leaves=25,
+    max_leaves=12,
 )
 option_names = st.one_of(
     st.sampled_from(["include", "hop", "n_mels", "threshold", "format", "timeout", "audio", "a"]),
@@ -243,18 +244,32 @@ def _dead_letter(rpc: RpcClient, marker: str, timeout: float = 15) -> Any:
     ids=["timeout-35MiB", "timeout-30MiB", "option-60kB", "10k-options", "field-60kB", "1k-clips"],
 )
 def test_a_huge_field_gets_a_short_typed_error(
-    rpc: RpcClient, bridge: Bridge, request_: dict[str, Any], error: str, message: str
+    rpc: RpcClient,
+    bridge: Bridge,
+    request: pytest.FixtureRequest,
+    request_: dict[str, Any],
+    error: str,
+    message: str,
 ) -> None:
     # Given a request with one field far beyond anything the bridge accepts
     body = msgpack.packb(request_, use_bin_type=True)
     # When it is sent
+    start = time.monotonic()
     [reply] = rpc.wait(rpc.send(body), timeout=30)
+    answered = time.monotonic() - start
     # Then the reply is a short typed error naming what was wrong
     assert reply["ok"] is False and reply["error"]["type"] == error, reply
     assert message in reply["error"]["message"], reply
     assert len(msgpack.packb(reply)) < 1000
     # And the bridge answers the next call as usual
-    _still_serves(rpc, bridge)
+    next_call = _still_serves(rpc, bridge)
+    record(
+        f"bridge_huge_field_{request.node.callspec.id}",
+        request_bytes=len(body),
+        reply_bytes=len(msgpack.packb(reply)),
+        answered_s=round(answered, 3),
+        next_call_s=round(next_call, 3),
+    )
 
 
 IMPOSSIBLE_TIMEOUTS = [1e308, math.inf, -math.inf, math.nan, 2**63, 2**64 - 1, -1, 0, 901]
@@ -292,7 +307,13 @@ def test_a_reply_to_rabbitmq_cannot_resolve_is_dead_lettered_once(
     assert reply_to[:40] in bridge.log()
     # And normal calls are answered at once by a bridge that kept its connection
     took = time.monotonic() - start
-    assert _still_serves(rpc, bridge) < 5 and took < 10
+    next_call = _still_serves(rpc, bridge)
+    assert next_call < 5 and took < 10
+    record(
+        f"bridge_reply_to_{reply_to[22:34]}",
+        dead_lettered_s=round(took, 3),
+        next_call_s=round(next_call, 3),
+    )
 
 
 def test_a_request_whose_bridge_dies_twice_is_dead_lettered() -> None:
@@ -387,8 +408,7 @@ def test_a_batch_of_hostile_requests_leaves_the_bridge_serving(
         kinds[kind] = kinds.get(kind, 0) + 1
     # And nothing is left in rpc.asr, and a normal call is answered by the same connection
     _wait_for(lambda: _ready(vhost, "rpc.asr") == 0 and _unacked(vhost, "rpc.asr") == 0)
-    _still_serves(rpc, bridge)
-    print(f"hostile batch outcomes: {kinds} {REPLAY}")
+    record("bridge_hostile_batch", seed=FUZZ_SEED, next_call_s=_still_serves(rpc, bridge), **kinds)
 
 
 def _unacked(vhost: Vhost, queue: str) -> int:
