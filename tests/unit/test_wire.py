@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from producer import errors, wire
-from producer.bridge import encode_reply, parse_request
+from producer.bridge_request import Request, encode_reply, parse_request
 from tests.helpers import loaded_modules
 
 
@@ -53,14 +53,14 @@ def test_errors_map_to_http_statuses_by_class_name() -> None:
 )
 def test_bridge_requests_are_checked(body: bytes, message: str) -> None:
     with pytest.raises(errors.InvalidInput, match=message):
-        parse_request(body)
+        parse_request(body, "asr")
 
 
 def test_bridge_request_and_reply_round_trip() -> None:
     body = msgpack.packb({"audio": b"RIFF", "options": {"n_mfcc": 13}, "timeout": 5})
-    assert parse_request(body) == ([b"RIFF"], {"n_mfcc": 13}, 5)
+    assert parse_request(body, "features") == Request("features", [b"RIFF"], {"n_mfcc": 13}, 5)
     two = msgpack.packb({"audio": [b"a", b"b"]})
-    assert parse_request(two) == ([b"a", b"b"], {}, None)
+    assert parse_request(two, "speaker.verify") == Request("speaker.verify", [b"a", b"b"], {}, None)
     assert msgpack.unpackb(encode_reply({"x": np.zeros(2, np.int16)})) == {
         "ok": True,
         "result": {"x": {"dtype": "int16", "shape": [2], "data": bytes(4)}},
