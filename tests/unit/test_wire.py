@@ -17,7 +17,7 @@ def test_arrays_and_bytes_become_dtype_shape_data() -> None:
     result = {"mfcc": matrix, "wav": b"RIFF", "n": np.int64(3), "f0": [float("nan"), 1.5]}
     as_json = wire.plain(result, binary=False)
     json.dumps(as_json, allow_nan=False)  # strict JSON: no NaN, no bytes
-    assert as_json["mfcc"]["dtype"] == "float32" and as_json["mfcc"]["shape"] == [2, 3]
+    assert as_json["mfcc"]["dtype"] == "<f4" and as_json["mfcc"]["shape"] == [2, 3]
     data = base64.b64decode(as_json["mfcc"]["data"])
     assert np.array_equal(np.frombuffer(data, np.float32).reshape(2, 3), matrix)
     assert as_json["wav"] == base64.b64encode(b"RIFF").decode() and as_json["n"] == 3
@@ -63,7 +63,7 @@ def test_bridge_request_and_reply_round_trip() -> None:
     assert parse_request(two, "speaker.verify") == Request("speaker.verify", [b"a", b"b"], {}, None)
     assert msgpack.unpackb(encode_reply({"x": np.zeros(2, np.int16)})) == {
         "ok": True,
-        "result": {"x": {"dtype": "int16", "shape": [2], "data": bytes(4)}},
+        "result": {"x": {"dtype": "<i2", "shape": [2], "data": bytes(4)}},
     }
     failed = msgpack.unpackb(encode_reply(errors.InvalidAudio("cannot decode")))
     assert failed == {"ok": False, "error": {"type": "InvalidAudio", "message": "cannot decode"}}
