@@ -321,10 +321,15 @@ def serve(client: Client, args: argparse.Namespace) -> int:
 def _json_http_protocol() -> type:
     """uvicorn's HTTP/1.1 protocol (h11), answering requests it cannot parse in JSON too:
     a request line or headers over 16 KiB, a header without a colon, a bad chunk size."""
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class JsonErrors(H11Protocol):  # type: ignore[misc]
         def send_400_response(self, msg: str) -> None:
+            if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+                # An answer was sent already (a 401 before a broken chunk): just close.
+                self.transport.close()
+                return
             error = {"type": "HTTPError", "message": f"malformed HTTP request: {msg}"}
             body = json.dumps({"error": error}).encode()
             head = (
