@@ -7,12 +7,19 @@ upload costs at most the limit in memory and nothing in the temporary folder. Th
 is fed bytes and knows nothing of HTTP: the gateway feeds it, the tests fuzz it directly.
 """
 
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from producer.errors import InvalidInput, PayloadTooLarge
+from producer.errors import InvalidInput, Overloaded, PayloadTooLarge
+
+# python-multipart logs a warning for each malformed body before raising; the reader turns
+# the error into InvalidInput for the caller, so the warning is only noise in the log.
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 # Multipart framing (boundaries, part headers) and option fields on top of the audio.
 MULTIPART_SLACK = 64 * 1024
@@ -38,6 +45,34 @@ def too_large(size: int, max_bytes: int, at_least: bool = False) -> PayloadTooLa
         f"request is {more}{size} bytes, the maximum payload is {max_bytes}"
         " (SPEECH_MAX_PAYLOAD_BYTES)"
     )
+
+
+class UploadBudget:
+    """Bytes of request bodies held at once, all requests together: a request takes what
+    arrives through its lease and gives it all back when it is answered. Used from one
+    event loop only, so it needs no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+
+    @contextmanager
+    def lease(self) -> Iterator[Callable[[int], None]]:
+        taken = 0
+
+        def take(size: int) -> None:
+            nonlocal taken
+            if self.held + size > self.limit:
+                raise Overloaded(
+                    f"the gateway holds {self.held} bytes of uploads, its budget is"
+                    f" {self.limit} (SPEECH_GATEWAY_UPLOAD_BUDGET): retry later"
+                )
+            self.held += size
+            taken += size
+
+        try:
+            yield take
+        finally:
+            self.held -= taken
 
 
 class BodyCounter:

@@ -41,7 +41,7 @@ import celeryconfig
 from producer import wire
 from producer.client import Client
 from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
-from producer.forms import MULTIPART_SLACK, BodyCounter, FormReader, too_large
+from producer.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
 from producer.options import clips_for, fields_for, parse_options
 
 STATIC = Path(__file__).with_name("static")
@@ -91,6 +91,7 @@ def create_app(
     api_key: str = celeryconfig.gateway_api_key,
     retry_after: int = celeryconfig.gateway_retry_after,
     health_timeout: float = celeryconfig.gateway_health_timeout,
+    upload_budget: int = celeryconfig.gateway_upload_budget,
 ) -> FastAPI:
     calls = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call")
     # Health pings get their own threads: a gateway busy with long calls still answers them.
@@ -108,6 +109,7 @@ def create_app(
         summary="Run the platform's speech algorithms over HTTP.",
         lifespan=lifespan,
     )
+    uploads = UploadBudget(upload_budget)
     app.add_middleware(_CloseUnreadBodies)
     authorized = Depends(_key_check(api_key))
 
@@ -168,26 +170,12 @@ def create_app(
         """Run `algorithm` on the audio and answer its result."""
         if algorithm not in names:
             known = ", ".join(names)
-            message = f"unknown algorithm {algorithm!r}; known: {known}"
+            message = f"unknown algorithm {algorithm[:60]!r}; known: {known}"
             return JSONResponse({"error": {"type": "UnknownAlgorithm", "message": message}}, 404)
         started = time.monotonic()
-        clips, options = await _read_request(request, algorithm, client.max_payload_bytes)
-        # `timeout` steers the call; every other option goes to the algorithm.
-        timeout = _timeout(options.pop("timeout", None), client.timeout)
-        deadline = started + timeout
-
-        def call() -> dict[str, Any]:
-            # Time spent waiting for a free thread counts against the caller's timeout.
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CallTimeout(f"no gateway thread became free within {timeout:g} s")
-            result = wire.invoke(client, algorithm, clips, remaining, options)
-            return wire.plain(result, binary=False)  # base64 work off the event loop
-
-        result = await asyncio.get_running_loop().run_in_executor(calls, call)
-        seconds = round(time.monotonic() - started, 4)
-        body = {"algorithm": algorithm, "result": result}
-        return JSONResponse({**body, "seconds": seconds})
+        with uploads.lease() as take:  # the body's bytes count until the answer is sent
+            clips, options = await _read_request(request, algorithm, client.max_payload_bytes, take)
+            return await _answer(calls, client, algorithm, clips, options, started)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -195,6 +183,33 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _answer(
+    calls: ThreadPoolExecutor,
+    client: Client,
+    algorithm: str,
+    clips: list[bytes],
+    options: dict[str, Any],
+    started: float,
+) -> JSONResponse:
+    """Run the call on a pool thread and answer its result as JSON."""
+    # `timeout` steers the call; every other option goes to the algorithm.
+    timeout = _timeout(options.pop("timeout", None), client.timeout)
+    deadline = started + timeout
+
+    def call() -> dict[str, Any]:
+        # Time spent waiting for a free thread counts against the caller's timeout.
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CallTimeout(f"no gateway thread became free within {timeout:g} s")
+        result = wire.invoke(client, algorithm, clips, remaining, options)
+        return wire.plain(result, binary=False)  # base64 work off the event loop
+
+    result = await asyncio.get_running_loop().run_in_executor(calls, call)
+    seconds = round(time.monotonic() - started, 4)
+    body = {"algorithm": algorithm, "result": result}
+    return JSONResponse({**body, "seconds": seconds})
 
 
 class _CloseUnreadBodies:
@@ -253,7 +268,7 @@ def _probe(client: Client, queue: str, timeout: float) -> dict[str, Any]:
 
 
 async def _read_request(
-    request: Request, operation: str, max_bytes: int
+    request: Request, operation: str, max_bytes: int, take: Callable[[int], None]
 ) -> tuple[list[bytes], dict[str, Any]]:
     """The clips and the typed options of a request; the body is counted as it arrives and
     refused at the first byte past the limit (or before any, given a Content-Length)."""
@@ -284,6 +299,7 @@ async def _read_request(
     query = request.query_params.multi_items()
     parse_options(operation, query)
     async for chunk in request.stream():
+        take(len(chunk))  # Overloaded when all uploads together pass the gateway's budget
         reader.feed(chunk)
     upload = reader.finish()
     options = parse_options(operation, query + upload.fields)

@@ -188,6 +188,50 @@ def test_an_endless_chunked_upload_is_refused_at_the_limit(
     normal_call(gateway)
 
 
+def test_uploads_together_stay_within_the_gateway_budget(broker_url: str, asr_worker: Any) -> None:
+    # Given a gateway whose uploads together may hold 48 MiB, and a first upload holding
+    # 30 MiB (it pauses there)
+    server = Gateway(broker_url, env={"SPEECH_GATEWAY_UPLOAD_BUDGET": str(48 * MiB)}).start()
+    paused, resume = threading.Event(), threading.Event()
+
+    def slow_upload() -> httpx.Response:
+        def body() -> Iterator[bytes]:
+            for i in range(200):
+                if i == 30:
+                    paused.set()
+                    resume.wait(30)
+                yield bytes(MiB)
+
+        return httpx.post(f"{server.url}/v1/asr", content=body(), timeout=60)
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(slow_upload)
+            assert paused.wait(30)
+            time.sleep(0.3)  # the gateway takes in what was sent
+            # When a second endless upload arrives
+            sent = [0]
+            res = httpx.post(
+                f"{server.url}/v1/asr", content=endless_upload(200 * MiB, sent, False), timeout=60
+            )
+            # Then it is refused once the budget is spent: 503 with Retry-After, not memory
+            assert res.status_code == 503, res.text
+            assert res.json()["error"]["type"] == "Overloaded" and int(res.headers["Retry-After"])
+            assert sent[0] <= 18 * MiB + SOCKET_BUFFERS, sent[0]
+            resume.set()
+            # And the first still gets its own answer (413 at the limit)
+            assert first.result(60).status_code == 413
+        # And with both answered, the budget is whole again: a clip goes through
+        res = httpx.post(
+            f"{server.url}/v1/asr?timeout=60", content=FOX.read_bytes(),
+            headers={"Content-Type": "audio/wav"}, timeout=90,
+        )  # fmt: skip
+        assert res.status_code == 200, res.text
+    finally:
+        resume.set()
+        server.stop()
+
+
 # --- item 7: bad options are a 400 naming them, at the gateway --------------------------------
 def form(*fields: tuple[str, str], clips: int = 1) -> dict[str, Any]:
     audio = [("audio", ("fox.wav", FOX.read_bytes(), "audio/wav"))] * clips

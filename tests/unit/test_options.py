@@ -3,8 +3,8 @@
 import pytest
 
 import celeryconfig
-from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge
-from producer.forms import MULTIPART_SLACK, BodyCounter, FormReader
+from producer.errors import InvalidInput, InvalidOptions, Overloaded, PayloadTooLarge
+from producer.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget
 from producer.options import OPERATIONS, clips_for, parse_options
 
 CTYPE = "multipart/form-data; boundary=XyZ"
@@ -139,3 +139,15 @@ def test_bodies_are_refused_at_the_first_byte_past_the_limit() -> None:
 def test_a_form_needs_a_usable_boundary(ctype: str) -> None:
     with pytest.raises(InvalidInput, match="boundary"):
         FormReader(ctype, 1000, clips=1, fields=1)
+
+
+def test_the_upload_budget_is_shared_and_given_back() -> None:
+    budget = UploadBudget(100)
+    with budget.lease() as first:
+        first(60)
+        with budget.lease() as second:
+            with pytest.raises(Overloaded, match="holds 60 bytes of uploads, its budget is 100"):
+                second(41)
+            second(40)
+        assert budget.held == 60
+    assert budget.held == 0
