@@ -276,7 +276,11 @@ async def _read_request(
     kind = ctype.split(";")[0].strip().lower()
     multipart = kind == "multipart/form-data"
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > max_bytes + (MULTIPART_SLACK if multipart else 0):
+    if (
+        length.isascii()
+        and length.isdigit()
+        and int(length) > max_bytes + (MULTIPART_SLACK if multipart else 0)
+    ):
         raise too_large(int(length), max_bytes)
     reader: FormReader | BodyCounter
     if multipart:

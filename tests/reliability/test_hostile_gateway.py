@@ -170,6 +170,7 @@ def test_an_endless_chunked_upload_is_refused_at_the_limit(
     # what the client managed to send beyond that sat in socket buffers
     read_limit = LIMIT + MULTIPART_SLACK if status == 413 else 0
     assert sent[0] <= read_limit + SOCKET_BUFFERS, f"client sent {sent[0]} bytes"
+    read = 0
     if status == 413:
         read = int(res.json()["error"]["message"].split("more than ")[1].split()[0])
         assert LIMIT < read <= read_limit + MiB, read
@@ -180,6 +181,7 @@ def test_an_endless_chunked_upload_is_refused_at_the_limit(
         f"gateway endless upload {path.split('?')[0]} {'multipart' if multipart else 'raw'}"
         f" -> {status}",
         client_sent_mib=round(sent[0] / MiB, 1),
+        gateway_read_bytes=read,
         temp_peak_bytes=sampler.temp_peak,
         rss_growth_mib=round(sampler.rss_growth / MiB, 1),
         seconds=round(seconds, 2),
