@@ -154,6 +154,9 @@ gateway_host = _env("SPEECH_GATEWAY_HOST", "127.0.0.1")
 gateway_port = _env_int("SPEECH_GATEWAY_PORT", 8000)
 # Producer calls block a thread each: this many run at once, later requests wait their turn.
 gateway_threads = _env_int("SPEECH_GATEWAY_THREADS", 32)
+# Bytes of request bodies the gateway holds at once, all uploads together (each is refused
+# at the payload limit as it arrives); past it, new bytes get 503 Overloaded + Retry-After.
+gateway_upload_budget = _env_int("SPEECH_GATEWAY_UPLOAD_BUDGET", 8 * max_payload_bytes)
 # When set, every /v1 request must carry this key in the X-API-Key header.
 gateway_api_key = _env("SPEECH_API_KEY", "")
 # Seconds an overloaded gateway asks clients to wait before retrying (Retry-After).
