@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
-.PHONY: demo test lint format bench broker install clean system-deps test-clients cluster-up cluster-down
+.PHONY: demo test test-fast lint format bench broker install clean system-deps test-clients cluster-up cluster-down lock
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ demo: broker
 
 test: broker system-deps test-clients
 	$(PY) -m pytest
+
+# Unit tests and the quick integration tests (an asr and a vad worker): about a minute.
+test-fast: broker
+	$(PY) -m pytest -m "unit or (integration and not slow)"
 
 # Node + amqplib, the non-Python backend of the bridge tests (tests/node), installed when
 # missing or when its lock file changed. (chromium for the try-it page: system-deps.)
@@ -83,6 +87,16 @@ bench: broker
 .PHONY: bench-algorithms
 bench-algorithms: broker
 	$(PY) -m bench.algorithms
+
+# Re-lock the dependency sets after editing requirements/*.in: requirements.txt is
+# everything (demo, tests), the role files are subsets pinned to the same versions.
+PIP_COMPILE := $(VENV)/bin/pip-compile -q --strip-extras --no-header --annotation-style=line \
+	--no-emit-index-url --no-emit-find-links --allow-unsafe
+lock: install
+	$(PIP_COMPILE) -o requirements.txt requirements/dev.in
+	for role in producer worker server; do \
+	  $(PIP_COMPILE) -c requirements.txt -o requirements/$$role.txt requirements/$$role.in; \
+	done
 
 clean:
 	rm -rf $(VENV) tests/artifacts .pytest_cache tests/node/node_modules

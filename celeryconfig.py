@@ -162,6 +162,9 @@ gateway_host = _env("SPEECH_GATEWAY_HOST", "127.0.0.1")
 gateway_port = _env_int("SPEECH_GATEWAY_PORT", 8000)
 # Producer calls block a thread each: this many run at once, later requests wait their turn.
 gateway_threads = _env_int("SPEECH_GATEWAY_THREADS", 32)
+# Bytes of request bodies the gateway holds at once, all uploads together (each is refused
+# at the payload limit as it arrives); past it, new bytes get 503 Overloaded + Retry-After.
+gateway_upload_budget = _env_int("SPEECH_GATEWAY_UPLOAD_BUDGET", 8 * max_payload_bytes)
 # When set, every /v1 request must carry this key in the X-API-Key header.
 gateway_api_key = _env("SPEECH_API_KEY", "")
 # Seconds an overloaded gateway asks clients to wait before retrying (Retry-After).
@@ -171,10 +174,20 @@ gateway_health_timeout = _env_float("SPEECH_HEALTH_TIMEOUT", 3.0)
 # Requests the bridge runs at once (also its prefetch: more wait unacked in RabbitMQ).
 bridge_concurrency = _env_int("SPEECH_BRIDGE_CONCURRENCY", 16)
 # The bridge consumes `rpc.<algorithm>` on the default exchange; requests it cannot answer
-# (no reply_to) are dead-lettered through this exchange into this queue.
+# (no usable reply_to, or over the delivery limit) are dead-lettered through this exchange
+# into this queue.
 bridge_queue_prefix = "rpc."
 bridge_dead_letter_exchange = _env("SPEECH_BRIDGE_DLX", "rpc.dlx")
 bridge_dead_letter_queue = _env("SPEECH_BRIDGE_DEAD_QUEUE", "rpc.dead")
+# A request whose reply could not be delivered twice (the bridge died with it, or the
+# broker closed the bridge's connection over it) is dead-lettered, not taken again forever.
+bridge_delivery_limit = _env_int("SPEECH_BRIDGE_DELIVERY_LIMIT", 1)
+# The longest `timeout` a bridge request may ask for: a request stays unacked while it runs,
+# and RabbitMQ closes a channel holding one past its consumer_timeout (30 min by default).
+bridge_max_timeout = _env_float("SPEECH_BRIDGE_MAX_TIMEOUT", 900.0)
+# Replies larger than this are answered with PayloadTooLarge instead: RabbitMQ's default
+# max_message_size (3.10: 128 MiB); set it to the broker's own value if that is lower.
+bridge_max_reply_bytes = _env_int("SPEECH_BRIDGE_MAX_REPLY_BYTES", 128 * 1024 * 1024)
 # --- Operations: events, task logs, Flower, status --------------------------------------
 # The producer announces each task (task-sent event) with its queue and routing key, so
 # Flower can show which queue a task went to; workers only add their own events while

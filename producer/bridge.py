@@ -12,103 +12,111 @@ Calls run through producer.Client in a thread pool. pika connections are not thr
 so pool threads never touch the channel: they hand the finished reply back to the
 connection's thread with `add_callback_threadsafe`, which publishes it (with publisher
 confirms) and only then acks the request. A bridge that dies mid-call leaves its requests
-unacked, so RabbitMQ hands them to another bridge. Requests nobody can answer (no
-reply_to) are rejected without requeue and dead-lettered to `rpc.dead`.
+unacked, so RabbitMQ hands them to another bridge; a request delivered more than
+`bridge_delivery_limit` + 1 times is dead-lettered to `rpc.dead` instead. Requests nobody
+can answer (no reply_to, or a direct reply-to name RabbitMQ never issued) are rejected
+unrun and dead-lettered too. What a request may hold is checked by the pure functions of
+producer/bridge_request.py, which also bound every reply.
 
-Replies go out on a channel of their own: a reply the broker refuses (406, e.g. larger
-than its max message size) closes only that channel, so the request can still be
-answered with a short error (or dead-lettered) and the other calls in flight go on.
+Replies go out on a connection of their own: a reply the broker refuses (406, e.g. larger
+than its max message size) closes only its channel, and one it chokes on (541, a forged
+direct reply-to name) only that connection, so the request is answered with a short error
+or dead-lettered while the requests in flight on the consuming connection go on.
 The broker URL may list several nodes (`;`): the bridge connects to the first that
 answers and moves to the next when its node dies or stops answering heartbeats.
 """
 
 import argparse
+import contextlib
 import logging
 import signal
 import threading
 import time
+import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-import msgpack
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPConnectionError, AMQPError, ChannelClosedByBroker, NackError
+from pika.exceptions import (
+    AMQPConnectionError,
+    AMQPError,
+    ChannelClosedByBroker,
+    ConnectionClosedByBroker,
+    NackError,
+)
 from pika.spec import Basic, BasicProperties
 
 import celeryconfig
 from producer import wire
-from producer.brokers import broker_urls, pika_parameters, safe_url
+from producer.bridge_request import (
+    MAX_ERROR_CHARS,
+    Request,
+    Unanswerable,
+    check_reply_to,
+    encode_reply,
+    parse_request,
+)
+from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client import Client
 from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
 
+__all__ = ["MAX_ERROR_CHARS", "Bridge", "encode_reply", "parse_request", "run_bridge"]
+
+# Seconds a connection blocked by a broker alarm (memory, disk) may stay blocked before
+# the bridge drops it and tries another node: a blocked node cannot take its replies.
+BLOCKED_CONNECTION_TIMEOUT = 60.0
+
+
+def pika_parameters(url: str) -> Any:
+    """pika connection parameters for one broker URL: right vhost, heartbeats, one attempt.
+
+    One attempt because the caller walks the URL list itself; query parameters written
+    in the URL (`?heartbeat=30`) win over the configured ones."""
+    params = pika.URLParameters(url)
+    params.virtual_host = virtual_host(url)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if "heartbeat" not in query:
+        # pika wants whole seconds; 0 turns heartbeats off.
+        seconds = celeryconfig.broker_heartbeat
+        params.heartbeat = max(1, round(seconds)) if seconds > 0 else 0
+    if "blocked_connection_timeout" not in query:
+        params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
+    if "connection_attempts" not in query:
+        params.connection_attempts = 1
+    if "socket_timeout" not in query:
+        params.socket_timeout = celeryconfig.broker_connection_timeout
+    return params
+
+
 log = logging.getLogger("speech.bridge")
-REQUEST_KEYS = {"audio", "options", "timeout"}
 REPLY_PROPERTIES = {"content_type": "application/msgpack"}
 # AMQP reply code: while declaring, a queue exists with other arguments; while publishing,
 # the broker refused the message (too large, bad property).
 PRECONDITION_FAILED = 406
+# AMQP reply code with which RabbitMQ closes a connection that published to a direct
+# reply-to name it cannot decode (a forged or corrupted pid).
+INTERNAL_ERROR = 541
 # Quorum queues, like the algorithm queues: replicated on every node of a cluster, so the
 # bridge's queues and the requests in them outlive any one node (a classic queue lives on
 # the node that declared it, and cannot be declared again elsewhere while that node is down).
 QUORUM = {"x-queue-type": "quorum"}
+# rpc.dead keeps what it is sent for inspection, within bounds a flood of bad requests
+# cannot pass (the oldest go first).
+DEAD_QUEUE_BOUNDS = {"x-max-length": 10_000, "x-max-length-bytes": 1024**3}
 # Seconds a stopping bridge waits for calls in flight to be answered.
 DRAIN_SECONDS = 30.0
 # Pause after every node failed in turn, doubling up to the maximum.
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 # How the bridge's connections are named in RabbitMQ's management UI and rabbitmqctl.
 CONNECTION_NAME = "speech-bridge"
-# Error replies quote what the caller sent (a bad field, a bad value): keep them short so
-# a huge input never makes a huge reply.
-MAX_ERROR_CHARS = 500
+# Seconds between services of the reply connection's heartbeats while it is idle.
+KEEPALIVE_SECONDS = 1.0
 
 
 class QueuesConflict(Exception):
     """Raised when a bridge queue exists with other arguments: retrying cannot help."""
-
-
-def parse_request(body: bytes) -> tuple[list[bytes], dict[str, Any], float | None]:
-    """The clips, options and timeout of a request body; InvalidInput says what is wrong.
-
-    `audio` is one clip (bytes) or a list of clips (speaker.verify takes two)."""
-    try:
-        request = msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise InvalidInput(f"request body is not msgpack ({exc or type(exc).__name__})") from None
-    if not isinstance(request, dict):
-        raise InvalidInput(f"request must be a msgpack map, got {type(request).__name__}")
-    unknown = set(request) - REQUEST_KEYS
-    if unknown:
-        raise InvalidInput(
-            f"unknown request fields {sorted(map(str, unknown))}; allowed: audio, options, timeout"
-        )
-    audio = request.get("audio")
-    clips = audio if isinstance(audio, list) and audio else [audio]
-    if not all(isinstance(clip, bytes) for clip in clips):
-        got = "nothing" if audio is None else type(audio).__name__
-        raise InvalidInput(f"'audio' must be msgpack binary (bytes) or a list of them, got {got}")
-    options = request.get("options") or {}
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        raise InvalidInput("'options' must be a map with string keys")
-    timeout = request.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
-        raise InvalidInput(f"'timeout' must be a number of seconds, got {timeout!r}")
-    return clips, options, timeout
-
-
-def encode_reply(outcome: dict[str, Any] | BaseException) -> bytes:
-    if isinstance(outcome, BaseException):
-        error = wire.error_body(outcome)
-        error["message"] = _shorten(str(error["message"]))
-        reply: dict[str, Any] = {"ok": False, "error": error}
-    else:
-        reply = {"ok": True, "result": wire.plain(outcome, binary=True)}
-    return msgpack.packb(reply, use_bin_type=True)
-
-
-def _shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text)} chars)"
 
 
 class Bridge:
@@ -129,7 +137,7 @@ class Bridge:
         self.connection: pika.BlockingConnection | None = None
         self.served = False  # the last connection got as far as consuming
         self._channels: list[BlockingChannel] = []
-        self._reply_channel: BlockingChannel | None = None
+        self.replies: ReplyConnection | None = None
 
     # --- life cycle ------------------------------------------------------------------------
     def run(self) -> int:
@@ -179,36 +187,52 @@ class Bridge:
         self.connection = conn = pika.BlockingConnection(params)
         log.info("bridge connected to %s", safe_url(url))
         self.in_flight = 0  # calls begun on a lost connection are redelivered, not answered
+        self.replies = replies = ReplyConnection(url)
         try:
             channel = conn.channel()
             self._channels = [channel]
             self._declare(channel)
-            self._reply_channel = None  # opened on the first reply
             channel.basic_qos(prefetch_count=self.concurrency)
             for queue, algorithm in self.queues.items():
                 channel.basic_consume(queue, partial(self._on_request, algorithm))
             self.served = True
             log.info("bridge consuming %s, %d at a time", ", ".join(self.queues), self.concurrency)
+            self._keep_alive(conn, replies)
             if not self.stopping.is_set():
                 channel.start_consuming()
             self._drain(conn)
         finally:
             self.connection = None
+            replies.close()
             if conn.is_open:
                 conn.close()
+
+    def _keep_alive(self, conn: pika.BlockingConnection, replies: "ReplyConnection") -> None:
+        """Answer the reply connection's heartbeats while requests come in on `conn`."""
+        replies.service()
+        if conn.is_open:
+            conn.call_later(KEEPALIVE_SECONDS, lambda: self._keep_alive(conn, replies))
 
     def _declare(self, channel: BlockingChannel) -> None:
         dlx, dead = celeryconfig.bridge_dead_letter_exchange, celeryconfig.bridge_dead_letter_queue
         try:
             channel.exchange_declare(dlx, "fanout", durable=True)
-            channel.queue_declare(dead, durable=True, arguments=QUORUM)
+            channel.queue_declare(dead, durable=True, arguments={**QUORUM, **DEAD_QUEUE_BOUNDS})
             channel.queue_bind(dead, dlx)
             for queue in self.queues:
-                arguments = {**QUORUM, "x-dead-letter-exchange": dlx}
+                arguments = {
+                    **QUORUM,
+                    "x-dead-letter-exchange": dlx,
+                    "x-delivery-limit": celeryconfig.bridge_delivery_limit,
+                }
                 channel.queue_declare(queue, durable=True, arguments=arguments)
         except ChannelClosedByBroker as exc:
             if exc.reply_code == PRECONDITION_FAILED:
-                raise QueuesConflict(exc.reply_text) from exc
+                raise QueuesConflict(
+                    f"{exc.reply_text}. Queues of an older bridge (other arguments) must be"
+                    " drained and deleted before this one can declare them"
+                    " (rabbitmqctl delete_queue --vhost VHOST QUEUE)"
+                ) from exc
             raise
 
     def _drain(self, conn: pika.BlockingConnection) -> None:
@@ -223,35 +247,39 @@ class Bridge:
     # --- requests ----------------------------------------------------------------------------
     def _on_request(
         self,
-        algorithm: str,
+        operation: str,
         channel: BlockingChannel,
         method: Basic.Deliver,
         props: BasicProperties,
         body: bytes,
     ) -> None:
-        if not props.reply_to:
+        try:
+            check_reply_to(props.reply_to)
+        except Unanswerable as exc:
             # Nowhere to send an answer: keep the request for inspection instead of losing it.
-            log.warning("request on %s without reply_to: dead-lettered", method.routing_key)
+            log.warning("request on %s dead-lettered unrun: %s", method.routing_key, exc)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         try:
-            clips, options, timeout = parse_request(body)
+            request = parse_request(body, operation)
         except InvalidInput as exc:
             self._answer(channel, method, props, encode_reply(exc))
             return
         self.in_flight += 1
         conn = self.connection
         assert conn is not None
-        future = self.pool.submit(self._call, algorithm, clips, options, timeout)
+        future = self.pool.submit(self._call, request)
         future.add_done_callback(
             lambda f: _threadsafe(conn, partial(self._finish, channel, method, props, f))
         )
 
-    def _call(
-        self, operation: str, clips: list[bytes], options: dict[str, Any], timeout: float | None
-    ) -> bytes:
+    def _call(self, request: Request) -> bytes:
+        operation = request.operation
         try:
-            return encode_reply(wire.invoke(self.client, operation, clips, timeout, options))
+            outcome = wire.invoke(
+                self.client, operation, request.clips, request.timeout, request.options
+            )
+            return encode_reply(outcome)
         except SpeechError as exc:
             return encode_reply(exc)
         except Exception as exc:  # a bug must still answer the caller, not strand it
@@ -269,43 +297,104 @@ class Bridge:
     ) -> None:
         if not channel.is_open:
             return  # the request is redelivered to whoever consumes next
+        assert self.replies is not None
         try:
-            self._publish(props, body)
+            self.replies.publish(props, body)
+        except ConnectionClosedByBroker as exc:
+            if exc.reply_code != INTERNAL_ERROR:
+                raise  # the node went away: the request is redelivered (delivery limit)
+            # The broker choked on this reply's address (a direct reply-to name it cannot
+            # resolve): only the reply connection paid for it; never take the request again.
+            log.warning(
+                "reply to %.120r closed the reply connection (%s %s): request on %s"
+                " dead-lettered", props.reply_to, exc.reply_code, exc.reply_text,
+                method.routing_key,
+            )  # fmt: skip
+            channel.basic_reject(method.delivery_tag, requeue=False)
+            return
         except (ChannelClosedByBroker, NackError) as exc:
             # The broker refused this reply, not the connection: tell the caller briefly,
             # and never requeue a request whose answer can never be delivered.
             refusal = getattr(exc, "reply_text", None) or type(exc).__name__
             log.warning(
-                "reply of %d bytes to %s refused by the broker: %s",
-                len(body), props.reply_to, _shorten(refusal, 200),
+                "reply of %d bytes to %.120r refused by the broker: %.200s",
+                len(body), props.reply_to, refusal,
             )  # fmt: skip
             if not self._publish_refusal(props, len(body), exc):
                 channel.basic_reject(method.delivery_tag, requeue=False)
                 return
         channel.basic_ack(method.delivery_tag)
 
-    def _publish(self, props: BasicProperties, body: bytes) -> None:
-        """Publish a reply and wait for the broker's confirm, reopening a refused channel."""
-        channel = self._reply_channel
-        if channel is None or not channel.is_open:
-            assert self.connection is not None
-            channel = self._reply_channel = self.connection.channel()
-            channel.confirm_delivery()  # a reply counts as published once the broker has it
-        reply = BasicProperties(correlation_id=props.correlation_id, **REPLY_PROPERTIES)
-        channel.basic_publish("", props.reply_to, body, reply)
-
     def _publish_refusal(self, props: BasicProperties, size: int, exc: Exception) -> bool:
         """Answer with a short error instead of the refused reply; False if that fails too."""
-        refusal = _shorten(getattr(exc, "reply_text", None) or type(exc).__name__, 200)
+        refusal = (getattr(exc, "reply_text", None) or type(exc).__name__)[:200]
         message = f"the broker refused the reply ({size} bytes): {refusal}"
         too_large = getattr(exc, "reply_code", None) == PRECONDITION_FAILED and "size" in refusal
         error = PayloadTooLarge(message) if too_large else SpeechError(message)
+        assert self.replies is not None
         try:
-            self._publish(props, encode_reply(error))
+            self.replies.publish(props, encode_reply(error))
             return True
-        except (ChannelClosedByBroker, NackError) as exc:
-            log.warning("error reply to %s refused too (%s): dead-lettered", props.reply_to, exc)
+        except AMQPError as exc:
+            log.warning(
+                "error reply to %.120r refused too (%s): dead-lettered", props.reply_to, exc
+            )
             return False
+
+
+class ReplyConnection:
+    """The connection replies are published on (with confirms), apart from the consuming one.
+
+    RabbitMQ closes a connection that publishes to a direct reply-to name it cannot resolve
+    (541 INTERNAL_ERROR). Were replies published where requests are consumed, one forged
+    name would drop every request in flight and bring its own request back, again and again.
+    Used only from the consuming connection's thread; opened on the first reply.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.params = pika_parameters(url)
+        self.params.client_properties = {"connection_name": f"{CONNECTION_NAME}-replies"}
+        self.connection: pika.BlockingConnection | None = None
+        self.channel: BlockingChannel | None = None
+
+    def connect(self) -> pika.BlockingConnection:
+        return pika.BlockingConnection(self.params)
+
+    def publish(self, props: BasicProperties, body: bytes) -> None:
+        """Publish a reply and wait for its confirm; a closed connection is reopened once."""
+        try:
+            self._publish(props, body)
+        except ConnectionClosedByBroker:
+            self.close()
+            raise
+        except AMQPConnectionError:  # the idle reply connection was lost: try a fresh one
+            self.close()
+            self._publish(props, body)
+
+    def _publish(self, props: BasicProperties, body: bytes) -> None:
+        if self.connection is None or not self.connection.is_open:
+            self.connection, self.channel = self.connect(), None
+        if self.channel is None or not self.channel.is_open:
+            self.channel = self.connection.channel()
+            self.channel.confirm_delivery()  # a reply counts as published once the broker has it
+        reply = BasicProperties(correlation_id=props.correlation_id, **REPLY_PROPERTIES)
+        self.channel.basic_publish("", props.reply_to, body, reply)
+
+    def service(self) -> None:
+        """Answer heartbeats; a connection found dead is dropped and reopened when needed."""
+        if self.connection is None:
+            return
+        try:
+            self.connection.process_data_events(time_limit=0)
+        except AMQPError as exc:
+            log.info("reply connection lost (%s): reopened on the next reply", _reason(exc))
+            self.close()
+
+    def close(self) -> None:
+        conn, self.connection, self.channel = self.connection, None, None
+        if conn is not None and conn.is_open:
+            with contextlib.suppress(AMQPError):
+                conn.close()
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,19 +3,13 @@
 `CELERY_BROKER_URL` may name every node of a RabbitMQ cluster, `;`-separated
 (`amqp://u:p@h1:5672/v;amqp://u:p@h2:5672/v`). Celery and kombu fail over along such a
 list; the pika bridge, `producer status` and Flower's broker tab use these helpers to do
-the same. pika is imported only by `pika_parameters`: `import producer` must not need it.
+the same (the bridge builds its pika parameters from them).
 """
 
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any
-
-import celeryconfig
 
 MANAGEMENT_PORT = 15672  # RabbitMQ's management plugin default
-# Seconds a connection blocked by a broker alarm (memory, disk) may stay blocked before
-# the bridge drops it and tries another node: a blocked node cannot take its replies.
-BLOCKED_CONNECTION_TIMEOUT = 60.0
 
 
 def broker_urls(url_or_list: str | Iterable[str]) -> list[str]:
@@ -31,29 +25,6 @@ def virtual_host(url: str) -> str:
     which RabbitMQ refuses with NOT_ALLOWED."""
     path = urllib.parse.urlsplit(url).path
     return urllib.parse.unquote(path[1:]) or "/"
-
-
-def pika_parameters(url: str) -> Any:
-    """pika connection parameters for one broker URL: right vhost, heartbeats, one attempt.
-
-    One attempt because the caller walks the URL list itself; query parameters written
-    in the URL (`?heartbeat=30`) win over the configured ones."""
-    import pika  # only the bridge needs pika
-
-    params = pika.URLParameters(url)
-    params.virtual_host = virtual_host(url)
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-    if "heartbeat" not in query:
-        # pika wants whole seconds; 0 turns heartbeats off.
-        seconds = celeryconfig.broker_heartbeat
-        params.heartbeat = max(1, round(seconds)) if seconds > 0 else 0
-    if "blocked_connection_timeout" not in query:
-        params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
-    if "connection_attempts" not in query:
-        params.connection_attempts = 1
-    if "socket_timeout" not in query:
-        params.socket_timeout = celeryconfig.broker_connection_timeout
-    return params
 
 
 def safe_url(url: str) -> str:

@@ -5,16 +5,12 @@ Every failure prints one line on stderr and exits non-zero.
 
 import argparse
 import json
-import sys
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable
 
 from producer import cli_algorithms
+from producer.cli_files import EXIT_FAILED, EXIT_OK, error, run_files
 from producer.client import Client
 from producer.errors import InvalidInput, SpeechError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,15 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         with Client(args.broker) as client:
             return COMMANDS[args.command](client, args)
     except SpeechError as exc:
-        _error(str(exc))
+        error(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
-        _error("interrupted")
+        error("interrupted")
         return 130
-
-
-def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
 
 
 def _ping(client: Client, args: argparse.Namespace) -> int:
@@ -85,52 +77,6 @@ def _ping(client: Client, args: argparse.Namespace) -> int:
             time.sleep(0.5)
     print(f"{args.queue}: answered by {answer['worker']} in {answer['rtt'] * 1000:.1f} ms")
     return EXIT_OK
-
-
-def run_files(
-    args: argparse.Namespace,
-    work: Callable[[str], dict[str, Any]],
-    show: Callable[[dict[str, Any]], str],
-) -> int:
-    """Run `work` on each file, `args.jobs` at a time; print results in input order.
-
-    A failing file prints one error line and the others go on; the exit status is 1 if
-    any failed. A progress bar goes to stderr when several files are given, except for
-    --json output going into a pipe.
-    """
-    files: list[str] = args.files
-    failed = 0
-    for file, outcome in _progress(args, files, _map(work, files, args.jobs)):
-        if isinstance(outcome, SpeechError):
-            failed += 1
-            _error(f"{file}: {outcome}")
-        elif args.json:
-            print(json.dumps({"file": file, **outcome}), flush=True)
-        else:
-            text = show(outcome)
-            print(f"{file}: {text}" if len(files) > 1 else text, flush=True)
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-def _map(
-    work: Callable[[str], dict[str, Any]], files: list[str], jobs: int
-) -> Iterator[tuple[str, dict[str, Any] | SpeechError]]:
-    def attempt(file: str) -> dict[str, Any] | SpeechError:
-        try:
-            return work(file)
-        except SpeechError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        yield from zip(files, pool.map(attempt, files), strict=False)
-
-
-def _progress(args: argparse.Namespace, files: list[str], results: Iterator[Any]) -> Any:
-    if len(files) < 2 or (args.json and not sys.stdout.isatty()):
-        return results
-    from tqdm import tqdm
-
-    return tqdm(results, total=len(files), unit="file", file=sys.stderr, leave=False)
 
 
 def _asr(client: Client, args: argparse.Namespace) -> int:
@@ -155,7 +101,7 @@ def _status(client: Client, args: argparse.Namespace) -> int:
     result = status(client, args.queues, timeout=args.timeout)
     print(json.dumps(result.as_dict()) if args.json else format_table(result), flush=True)
     if result.dead:
-        _error(f"no live worker on: {', '.join(result.dead)}")
+        error(f"no live worker on: {', '.join(result.dead)}")
     return EXIT_FAILED if result.dead else EXIT_OK
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from producer.cli_files import EXIT_OK, run_files
 from producer.client import Client
 
 Command = Callable[[Client, argparse.Namespace], int]
@@ -79,8 +80,6 @@ def jsonable(value: Any) -> Any:
 
 
 def _vad(client: Client, args: argparse.Namespace) -> int:
-    from producer.cli import run_files
-
     opts = _given(
         args, threshold="threshold", min_speech="min_speech", min_silence="min_silence", pad="pad"
     )
@@ -93,8 +92,6 @@ def _vad(client: Client, args: argparse.Namespace) -> int:
 
 
 def _speaker(client: Client, args: argparse.Namespace) -> int:
-    from producer.cli import EXIT_OK, run_files
-
     if args.operation == "embed":
 
         def show(r: dict[str, Any]) -> str:
@@ -116,8 +113,6 @@ def _speaker(client: Client, args: argparse.Namespace) -> int:
 
 
 def _features(client: Client, args: argparse.Namespace) -> int:
-    from producer.cli import run_files
-
     include = [k for k in ("logmel", "f0", "rms") if getattr(args, k)]
     opts = _given(args, n_mels="n_mels", hop="hop")
     if args.mfcc is not None:
@@ -146,8 +141,6 @@ def _features(client: Client, args: argparse.Namespace) -> int:
 
 
 def _denoise(client: Client, args: argparse.Namespace) -> int:
-    from producer.cli import run_files
-
     out = Path(args.output)
     fmt = "flac" if out.suffix.lower() == ".flac" else "wav"
     opts = {"format": fmt, **_given(args, prop_decrease="prop_decrease")}
@@ -167,8 +160,6 @@ def _denoise(client: Client, args: argparse.Namespace) -> int:
 
 
 def _transcribe(client: Client, args: argparse.Namespace) -> int:
-    from producer.cli import run_files
-
     quiet = args.json and not sys.stdout.isatty()
 
     def work(file: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from amqp.exceptions import MessageNacked
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
-from kombu.exceptions import OperationalError
+from kombu.exceptions import EncodeError, OperationalError
 
 import celeryconfig
 from producer.arrays import unpack_all
@@ -296,6 +296,8 @@ class Client:
                     argsrepr=args_repr(args),
                     kwargsrepr=kwargs_repr(kwargs),
                 )
+            except EncodeError as exc:  # e.g. an integer beyond msgpack's 64 bits
+                raise InvalidOptions(f"{task}: options that cannot be sent: {exc}") from None
             except (MessageNacked, OperationalError, OSError) as exc:
                 if not _refused_by_broker(exc):
                     raise BrokerUnavailable(

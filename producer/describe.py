@@ -7,6 +7,11 @@ what the bytes are instead: "<WAV 88 kB>".
 
 from typing import Any
 
+# Longest description of a task's arguments: argsrepr and kwargsrepr travel in the
+# message's headers, which must fit in one AMQP frame (128 KiB); 10,000 option keys would
+# not (frame_too_large).
+MAX_REPR = 1000
+
 # Leading bytes -> container name. Checked in order; the first match wins.
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"RIFF", 0, "WAV"),  # RIFF....WAVE (checked below); other RIFF types fall through
@@ -53,9 +58,15 @@ def describe(value: Any) -> str:
 def args_repr(args: list[Any] | tuple[Any, ...]) -> str:
     """A task's positional arguments as Flower should show them."""
     inner = ", ".join(describe(a) for a in args)
-    return f"({inner},)" if len(args) == 1 else f"({inner})"
+    return _bounded(f"({inner},)" if len(args) == 1 else f"({inner})")
 
 
 def kwargs_repr(kwargs: dict[str, Any]) -> str:
     """A task's keyword arguments as Flower should show them."""
-    return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in kwargs.items()) + "}"
+    return _bounded(
+        "{" + ", ".join(f"{describe(k)}: {describe(v)}" for k, v in kwargs.items()) + "}"
+    )
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_REPR else f"{text[: MAX_REPR - 20]}... ({len(text)} chars)"

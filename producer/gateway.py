@@ -4,7 +4,14 @@ POST /v1/{algorithm} takes audio as the request body (Content-Type audio/* or
 application/octet-stream) or as the `audio` field of a multipart upload; options come as
 query parameters or form fields (JSON literals are decoded: `?threshold=0.6` is a number).
 The call goes through producer.Client, so timeouts, limits and errors are the library's;
-errors answer {"error": {"type", "message"}} with the status from producer.wire.
+errors answer {"error": {"type", "message"}} with the status from producer.wire, every
+one of them: framework errors, bugs (500) and requests too malformed to parse as HTTP too.
+
+The body is counted while it arrives (producer.forms) and refused at the first byte past
+the limit, in memory, never spooled to disk; the API key, the algorithm and the options in
+the query are checked before any of it is read, and an answer sent before the whole body
+came closes the connection instead of reading the rest. Options are typed before use
+(producer.options): a wrong one is a 400 naming it, before anything is published.
 
 The Client blocks while it waits, so calls run in a thread pool: one slow call never
 holds up the event loop, and each pool thread has its own reply queue in the Client.
@@ -26,17 +33,18 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import celeryconfig
 from producer import wire
 from producer.client import Client
-from producer.errors import CallTimeout, InvalidAudio, InvalidInput, PayloadTooLarge, SpeechError
+from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
+from producer.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
+from producer.options import clips_for, fields_for, parse_options
 
 STATIC = Path(__file__).with_name("static")
-# Multipart framing and option fields on top of the audio itself.
-MULTIPART_SLACK = 64 * 1024
 RAW_TYPES = {"", "application/octet-stream"}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -83,6 +91,7 @@ def create_app(
     api_key: str = celeryconfig.gateway_api_key,
     retry_after: int = celeryconfig.gateway_retry_after,
     health_timeout: float = celeryconfig.gateway_health_timeout,
+    upload_budget: int = celeryconfig.gateway_upload_budget,
 ) -> FastAPI:
     calls = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call")
     # Health pings get their own threads: a gateway busy with long calls still answers them.
@@ -100,6 +109,8 @@ def create_app(
         summary="Run the platform's speech algorithms over HTTP.",
         lifespan=lifespan,
     )
+    uploads = UploadBudget(upload_budget)
+    app.add_middleware(_CloseUnreadBodies)
     authorized = Depends(_key_check(api_key))
 
     @app.exception_handler(SpeechError)
@@ -115,6 +126,16 @@ def create_app(
         # Framework errors (bad multipart, unknown path, wrong method) in the same shape.
         body = {"error": {"type": "HTTPError", "message": str(exc.detail)}}
         return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_: Request, __: ClientDisconnect) -> JSONResponse:
+        message = "the client went away before sending the whole request"
+        return JSONResponse({"error": {"type": "InvalidInput", "message": message}}, 400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug of ours: the same JSON shape as every other error (the traceback is logged).
+        return JSONResponse({"error": wire.error_body(exc)}, 500)
 
     @app.exception_handler(_Unauthorized)
     async def unauthorized(_: Request, __: _Unauthorized) -> JSONResponse:
@@ -149,26 +170,12 @@ def create_app(
         """Run `algorithm` on the audio and answer its result."""
         if algorithm not in names:
             known = ", ".join(names)
-            message = f"unknown algorithm {algorithm!r}; known: {known}"
+            message = f"unknown algorithm {algorithm[:60]!r}; known: {known}"
             return JSONResponse({"error": {"type": "UnknownAlgorithm", "message": message}}, 404)
         started = time.monotonic()
-        clips, options = await _read_request(request, client.max_payload_bytes)
-        # `timeout` steers the call; every other option goes to the algorithm.
-        timeout = _timeout(options.pop("timeout", None), client.timeout)
-        deadline = started + timeout
-
-        def call() -> dict[str, Any]:
-            # Time spent waiting for a free thread counts against the caller's timeout.
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CallTimeout(f"no gateway thread became free within {timeout:g} s")
-            result = wire.invoke(client, algorithm, clips, remaining, options)
-            return wire.plain(result, binary=False)  # base64 work off the event loop
-
-        result = await asyncio.get_running_loop().run_in_executor(calls, call)
-        seconds = round(time.monotonic() - started, 4)
-        body = {"algorithm": algorithm, "result": result}
-        return JSONResponse({**body, "seconds": seconds})
+        with uploads.lease() as take:  # the body's bytes count until the answer is sent
+            clips, options = await _read_request(request, algorithm, client.max_payload_bytes, take)
+            return await _answer(calls, client, algorithm, clips, options, started)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -176,6 +183,66 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _answer(
+    calls: ThreadPoolExecutor,
+    client: Client,
+    algorithm: str,
+    clips: list[bytes],
+    options: dict[str, Any],
+    started: float,
+) -> JSONResponse:
+    """Run the call on a pool thread and answer its result as JSON."""
+    # `timeout` steers the call; every other option goes to the algorithm.
+    timeout = _timeout(options.pop("timeout", None), client.timeout)
+    deadline = started + timeout
+
+    def call() -> dict[str, Any]:
+        # Time spent waiting for a free thread counts against the caller's timeout.
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CallTimeout(f"no gateway thread became free within {timeout:g} s")
+        result = wire.invoke(client, algorithm, clips, remaining, options)
+        return wire.plain(result, binary=False)  # base64 work off the event loop
+
+    result = await asyncio.get_running_loop().run_in_executor(calls, call)
+    seconds = round(time.monotonic() - started, 4)
+    body = {"algorithm": algorithm, "result": result}
+    return JSONResponse({**body, "seconds": seconds})
+
+
+class _CloseUnreadBodies:
+    """An answer sent before the request body was read in full closes the connection.
+
+    Otherwise the server would go on reading, and dropping, whatever the caller still sends
+    (all of a 1 GiB upload refused with 413 or 401) before the connection could serve again.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        unread = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+
+        async def receive_counted() -> Message:
+            nonlocal unread
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                unread = False
+            return message
+
+        async def send_maybe_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and unread:
+                closing = [*message.get("headers", []), (b"connection", b"close")]
+                message = {**message, "headers": closing}
+            await send(message)
+
+        await self.app(scope, receive_counted, send_maybe_closing)
 
 
 def _key_check(api_key: str) -> Callable[..., None]:
@@ -200,80 +267,50 @@ def _probe(client: Client, queue: str, timeout: float) -> dict[str, Any]:
     return {"alive": True, "worker": answer["worker"], "rtt_ms": round(answer["rtt"] * 1000, 1)}
 
 
-async def _read_request(request: Request, max_bytes: int) -> tuple[list[bytes], dict[str, Any]]:
-    """The clips and the options of a request, refusing oversized bodies before reading."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    multipart = ctype == "multipart/form-data"
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > max_bytes + (MULTIPART_SLACK if multipart else 0):
-        raise _too_large(int(length), max_bytes)
-    options = {k: _option_value(v) for k, v in request.query_params.items()}
-    if multipart:
-        return await _read_form(request, max_bytes, options)
-    if ctype in RAW_TYPES or ctype.startswith("audio/"):
-        return [await _read_capped(request, max_bytes)], options
-    raise InvalidAudio(
-        f"Content-Type {ctype!r} is not audio: send the audio as the body (audio/* or"
-        " application/octet-stream) or as the 'audio' field of a multipart/form-data upload"
-        + (
-            " (curl --data-binary needs -H 'Content-Type: audio/wav')"
-            if "urlencoded" in ctype
-            else ""
-        )
-    )
-
-
-async def _read_capped(request: Request, max_bytes: int) -> bytes:
-    # Chunked uploads have no Content-Length: count while reading, stop at the limit.
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(size, max_bytes, at_least=True)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_form(
-    request: Request, max_bytes: int, options: dict[str, Any]
+async def _read_request(
+    request: Request, operation: str, max_bytes: int, take: Callable[[int], None]
 ) -> tuple[list[bytes], dict[str, Any]]:
-    form = await request.form(max_files=8, max_fields=64)
-    try:
-        clips: list[bytes] = []
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if value.size is not None and value.size > max_bytes:
-                    raise _too_large(value.size, max_bytes)
-                data = await value.read()
-                # Every `audio` field is a clip (speaker verify takes two); other files
-                # are passed to the algorithm as bytes options.
-                if key == "audio":
-                    clips.append(data)
-                else:
-                    options[key] = data
-            else:
-                options[key] = _option_value(value)
-        if not clips:
-            raise InvalidInput("multipart upload without an 'audio' file field")
-        return clips, options
-    finally:
-        await form.close()
-
-
-def _too_large(size: int, max_bytes: int, at_least: bool = False) -> PayloadTooLarge:
-    more = "more than " if at_least else ""
-    return PayloadTooLarge(
-        f"request is {more}{size} bytes, the maximum payload is {max_bytes}"
-        " (SPEECH_MAX_PAYLOAD_BYTES)"
-    )
-
-
-def _option_value(text: str) -> Any:
-    """JSON literals become values (numbers, booleans, lists); anything else stays text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+    """The clips and the typed options of a request; the body is counted as it arrives and
+    refused at the first byte past the limit (or before any, given a Content-Length)."""
+    ctype = request.headers.get("content-type", "")
+    kind = ctype.split(";")[0].strip().lower()
+    multipart = kind == "multipart/form-data"
+    length = request.headers.get("content-length", "")
+    if (
+        length.isascii()
+        and length.isdigit()
+        and int(length) > max_bytes + (MULTIPART_SLACK if multipart else 0)
+    ):
+        raise too_large(int(length), max_bytes)
+    reader: FormReader | BodyCounter
+    if multipart:
+        reader = FormReader(
+            ctype, max_bytes, clips=clips_for(operation), fields=fields_for(operation)
+        )
+    elif kind in RAW_TYPES or kind.startswith("audio/"):
+        reader = BodyCounter(max_bytes)
+    else:
+        raise InvalidAudio(
+            f"Content-Type {kind[:60]!r} is not audio: send the audio as the body (audio/* or"
+            " application/octet-stream) or as the 'audio' field of a multipart/form-data upload"
+            + (
+                " (curl --data-binary needs -H 'Content-Type: audio/wav')"
+                if "urlencoded" in kind
+                else ""
+            )
+        )
+    # Options in the query are checked before the body is read: a bad one costs no upload.
+    query = request.query_params.multi_items()
+    parse_options(operation, query)
+    async for chunk in request.stream():
+        take(len(chunk))  # Overloaded when all uploads together pass the gateway's budget
+        reader.feed(chunk)
+    upload = reader.finish()
+    options = parse_options(operation, query + upload.fields)
+    wanted = clips_for(operation)
+    if len(upload.clips) != wanted:
+        raise InvalidInput(f"{operation} takes {wanted} clip(s), got {len(upload.clips)}")
+    return upload.clips, options
 
 
 def _timeout(value: Any, default: float) -> float:
@@ -290,5 +327,36 @@ def serve(client: Client, args: argparse.Namespace) -> int:
     app = create_app(client)
     host = args.host or celeryconfig.gateway_host
     port = celeryconfig.gateway_port if args.port is None else args.port
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        http=_json_http_protocol(),
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
     return 0
+
+
+def _json_http_protocol() -> type:
+    """uvicorn's HTTP/1.1 protocol (h11), answering requests it cannot parse in JSON too:
+    a request line or headers over 16 KiB, a header without a colon, a bad chunk size."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class JsonErrors(H11Protocol):  # type: ignore[misc]
+        def send_400_response(self, msg: str) -> None:
+            if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+                # An answer was sent already (a 401 before a broken chunk): just close.
+                self.transport.close()
+                return
+            error = {"type": "HTTPError", "message": f"malformed HTTP request: {msg}"}
+            body = json.dumps({"error": error}).encode()
+            head = (
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.write(head.encode() + body)
+            self.transport.close()
+
+    return JsonErrors

@@ -139,7 +139,8 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         self.discard(task_id)  # a reply is read once (AsyncResult caches it)
         if waiter.lost:
             raise ReplyPathLost(f"the reply queue of {task_id} died with its broker connection")
-        assert waiter.meta is not None  # done and not lost means a reply arrived
+        if waiter.meta is None:  # done, not lost, yet no reply: a bug here, not the caller's
+            raise RuntimeError(f"the wait for {task_id} ended without a reply")
         return waiter.meta
 
     # Results are messages read once by the caller: nothing is stored, nothing to forget.

@@ -6,14 +6,18 @@ time of one recording. Needs numpy and soundfile on the producer host (imported 
 `import producer` stays light for hosts that never call transcribe).
 """
 
+from __future__ import annotations
+
 import io
 import itertools
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from producer.client import Audio, Client
 from producer.errors import InvalidAudio, InvalidOptions
+
+if TYPE_CHECKING:  # Client.transcribe calls into this module: no import back at run time
+    from producer.client import Audio, Client
 
 # Silence kept around each segment: pocketsphinx needs a little to settle before a word.
 DEFAULT_PAD = 0.2

@@ -2,16 +2,16 @@
 
 Algorithm results are plain msgpack types, except that the producer may hand back numpy
 arrays and raw bytes (denoised audio, packed feature matrices). Both doors turn those into
-one shape, `{"dtype", "shape", "data"}`, the same shape the workers send: msgpack carries
-`data` as raw bytes, JSON as base64. numpy is never imported here: arrays are recognised
-by what they offer (dtype, shape, tobytes), so a producer host needs no numpy.
+one shape, `{"dtype", "shape", "data"}`, packed by `producer.arrays` as the workers pack
+them: msgpack carries `data` as raw bytes, JSON as base64. Arrays are recognised by what
+they offer (dtype, shape, tobytes), so numpy is imported only once one is in hand.
 """
 
 import base64
 import math
 from typing import Any
 
-from producer import errors
+from producer import arrays, errors
 
 # Operations that take several clips have a Client method of their own (issue 3's
 # speaker verify); every other operation goes through Client.call with one clip.
@@ -43,12 +43,8 @@ def plain(value: Any, *, binary: bool) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         return data if binary else base64.b64encode(data).decode("ascii")
-    if _is_array(value):
-        return {
-            "dtype": str(value.dtype),
-            "shape": [int(n) for n in value.shape],
-            "data": plain(value.tobytes(), binary=binary),
-        }
+    if _is_array(value):  # the workers' own codec: little-endian, dtype as "<f4"
+        return plain(arrays.pack(value), binary=binary)
     if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar
         return plain(value.item(), binary=binary)
     if isinstance(value, float) and not binary and not math.isfinite(value):

@@ -1,6 +1,12 @@
-"""Shared fixtures: a private vhost on the real RabbitMQ and real algorithm workers."""
+"""Shared fixtures: a private vhost on the real RabbitMQ and real algorithm workers.
+
+Every test is marked with its tier, the folder it lives in (unit, integration, clients,
+ops, reliability): `pytest -m unit`, `make test-fast` (unit and the integration tests not
+marked slow), `make test` (everything).
+"""
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -8,10 +14,28 @@ import pytest
 from producer import Client
 from tests.helpers import Vhost, Worker
 
+TESTS = Path(__file__).parent
+TIERS = ("unit", "integration", "clients", "ops", "reliability")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
 
 @pytest.fixture(scope="session")
 def vhost() -> Iterator[Vhost]:
     vh = Vhost().create()
+    yield vh
+    vh.delete()
+
+
+@pytest.fixture
+def own_vhost() -> Iterator[Vhost]:
+    """A vhost for one test alone: for tests that kill, flood or count what is in it."""
+    vh = Vhost("speech-own").create()
     yield vh
     vh.delete()
 

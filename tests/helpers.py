@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 ARTIFACTS = REPO / "tests" / "artifacts"
 TRANSCRIPTS: dict[str, str] = json.loads((DATA / "transcripts.json").read_text())
+# The RabbitMQ the tests use, without a vhost: each test run makes vhosts of its own there
+# (with rabbitmqctl, so it must be a node rabbitmqctl on this machine can manage).
+TEST_BROKER = os.environ.get("SPEECH_TEST_BROKER", "amqp://guest:guest@127.0.0.1:5672").rstrip("/")
 
 
 def rabbitmqctl(*args: str) -> str:
@@ -31,7 +34,7 @@ class Vhost:
 
     def __init__(self, prefix: str = "speech-test") -> None:
         self.name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        self.url = f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+        self.url = f"{TEST_BROKER}/{self.name}"
 
     def create(self) -> "Vhost":
         rabbitmqctl("add_vhost", self.name)
@@ -46,6 +49,15 @@ class Vhost:
         out = rabbitmqctl("list_queues", "-p", self.name, "name", "messages_ready")
         rows = (line.split("\t") for line in out.splitlines() if "\t" in line)
         return {name: int(count) for name, count in rows if count.isdigit()}
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> None:
+    """Poll `check` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(every)
 
 
 def free_port() -> int:

@@ -8,6 +8,8 @@ from producer import Client, InvalidOptions
 from tests.helpers import DATA
 from tests.signals import RATE, clip, read, silence, snr_db, stitch, wav, white_noise
 
+pytestmark = pytest.mark.slow  # warms workers of every algorithm
+
 
 @pytest.mark.usefixtures("vad_worker")
 def test_vad_finds_two_segments_in_speech_silence_speech(client: Client) -> None:

@@ -20,6 +20,7 @@ def _encode(samples: np.ndarray, rate: int, fmt: str, channels: int = 1) -> byte
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_transcribes_flite_speech_with_bounded_word_error_rate(client: Client) -> None:
     # Given every test sentence in three flite voices
     errors = words = 0
@@ -107,6 +108,7 @@ def test_unknown_options_and_wrong_argument_shapes_are_refused(client: Client) -
         client.app.signature("speech.asr", args=["text"]).apply_async(queue="asr").get(30)
 
 
+@pytest.mark.slow
 def test_sixteen_threads_sharing_one_client_each_get_their_own_result(
     client: Client,
 ) -> None:

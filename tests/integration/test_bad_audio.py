@@ -9,9 +9,12 @@ import pytest
 from producer import Client, InvalidAudio, InvalidInput, InvalidOptions
 from tests.helpers import DATA
 
-pytestmark = pytest.mark.usefixtures(
-    "asr_worker", "vad_worker", "speaker_worker", "features_worker", "denoise_worker"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures(
+        "asr_worker", "vad_worker", "speaker_worker", "features_worker", "denoise_worker"
+    ),
+]
 GOOD = DATA / "fox_awb.wav"
 BAD = {
     "empty": (b"", InvalidInput, "audio is empty"),

@@ -9,6 +9,7 @@ from tests.helpers import DATA, TRANSCRIPTS, run_cli, word_errors
 pytestmark = pytest.mark.usefixtures("asr_worker")
 
 
+@pytest.mark.slow
 def test_asr_json_prints_one_object_per_file(broker_url: str) -> None:
     files = [str(DATA / n) for n in ("fox_kal16.wav", "meeting_rms.wav")]
     done = run_cli(broker_url, "asr", *files, "--json", "--timeout", "60")

@@ -7,9 +7,10 @@ import pytest
 from tests.helpers import DATA, run_cli
 from tests.signals import read
 
-pytestmark = pytest.mark.usefixtures(
-    "vad_worker", "speaker_worker", "features_worker", "denoise_worker"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("vad_worker", "speaker_worker", "features_worker", "denoise_worker"),
+]
 FOX, WEATHER = str(DATA / "fox_kal16.wav"), str(DATA / "weather_kal16.wav")
 
 

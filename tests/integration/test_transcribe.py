@@ -6,7 +6,10 @@ from producer import Client
 from tests.helpers import TRANSCRIPTS, run_cli, word_errors
 from tests.signals import clip, stitch, wav
 
-pytestmark = pytest.mark.usefixtures("asr_worker", "vad_worker")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("asr_worker", "vad_worker"),
+]
 SENTENCES = ["fox_kal16.wav", "weather_awb.wav", "meeting_rms.wav", "numbers_kal16.wav"]
 
 

@@ -6,7 +6,9 @@ import time
 import pytest
 
 from producer import Client
-from tests.helpers import DATA, Worker
+from tests.helpers import DATA, Vhost, Worker, wait_for
+
+pytestmark = pytest.mark.slow  # warms workers of every algorithm
 
 CALLS = {
     "asr": lambda c: c.asr(DATA / "fox_rms.wav"),
@@ -19,19 +21,24 @@ CALLS = {
 
 @pytest.mark.parametrize("queue", CALLS)
 def test_first_request_after_start_does_not_pay_the_model_load(
-    broker_url: str, client: Client, queue: str
+    own_vhost: Vhost, queue: str
 ) -> None:
-    # Given a fresh worker of one process, started and warm
-    worker = Worker(broker_url, queue, name=f"{queue}-fresh").start(timeout=180)
+    # Given a fresh worker of one process, started and warm, alone on a vhost of its own
+    # (so no warm session worker can answer in its place)
+    worker = Worker(own_vhost.url, queue, name=f"{queue}-fresh").start(timeout=180)
     try:
         worker.wait_warm(queue)
         warm_s = float(re.search(rf"warmed {queue} in ([\d.]+) s", worker.log()).group(1))
         # When it gets its first and then its next requests
         latencies = []
-        for _ in range(4):
-            start = time.perf_counter()
-            CALLS[queue](client)
-            latencies.append(time.perf_counter() - start)
+        with Client(own_vhost.url, timeout=60) as client:
+            for _ in range(4):
+                start = time.perf_counter()
+                answer = CALLS[queue](client)
+                latencies.append(time.perf_counter() - start)
+                assert answer
+        # (and this fresh worker is the one that answered them)
+        wait_for(lambda: worker.log().count("outcome=success") == 4, 10, "its 4 task lines")
     finally:
         worker.stop()
     # Then the first costs about what the next ones cost: not the load it did at start

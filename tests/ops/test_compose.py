@@ -69,6 +69,8 @@ def test_workers_scale_health_check_and_restart(config: dict[str, Any]) -> None:
             assert "container_name" not in service and "ports" not in service, name
             assert service["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
             assert service["build"]["dockerfile"] == "docker/Dockerfile"
+            assert service["build"]["target"] == "worker", name
+    assert config["services"]["flower"]["build"]["target"] == "server"
 
 
 def test_rabbitmq_uses_the_env_file_account_and_a_named_volume(config: dict[str, Any]) -> None:
@@ -99,11 +101,24 @@ def test_without_credentials_the_deployment_does_not_render(tmp_path: Path) -> N
     assert "set RABBITMQ_USER in docker/.env" in done.stderr
 
 
+def _stages(dockerfile: str) -> dict[str, str]:
+    """Build stage name -> its instructions."""
+    parts = dockerfile.split("\nFROM ")[1:]
+    return {part.split("\n", 1)[0].split(" AS ")[-1]: part for part in parts}
+
+
 def test_the_image_is_built_from_what_the_repository_ships() -> None:
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()
-    for path in ("requirements.txt", "celeryconfig.py", "flowerconfig.py", "tasks/", "producer/"):
-        assert f"COPY {path}" in dockerfile or f" {path} " in dockerfile, path
-        assert (REPO / path).exists(), path
+    stages = _stages(dockerfile)
+    for role in ("worker", "server"):
+        stage = stages[role]
+        lock = f"requirements/{role}.txt"
+        assert f"COPY {lock}" in stage and f"-r {lock}" in stage, role  # its role's set only
+        assert "requirements.txt" not in stage.replace(lock, ""), role
+        for path in ("celeryconfig.py", "flowerconfig.py", "tasks/", "producer/", lock):
+            assert f"COPY {path}" in stage or f" {path} " in stage, (role, path)
+            assert (REPO / path).exists(), path
+    assert "warm_models" in stages["worker"] and "warm_models" not in stages["server"]
     assert "warm_models(list(celeryconfig.ALGORITHMS))" in dockerfile  # models baked in
     assert "download.pytorch.org/whl/cpu" in dockerfile  # never the CUDA build
     assert "docker/.env\n" in (REPO / ".dockerignore").read_text()

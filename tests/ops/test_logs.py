@@ -68,13 +68,12 @@ def test_an_expired_request_gets_its_line_too(ops_worker: Worker, ops_client: Cl
     ]
 
 
-def test_json_lines_when_the_setting_says_json() -> None:
-    vhost = Vhost().create()
+def test_json_lines_when_the_setting_says_json(own_vhost: Vhost) -> None:
     worker = Worker(
-        vhost.url, "asr", name="jsonlog", env={"SPEECH_TASK_LOG_FORMAT": "json"}
+        own_vhost.url, "asr", name="jsonlog", env={"SPEECH_TASK_LOG_FORMAT": "json"}
     ).start()
     try:
-        with Client(vhost.url) as client:
+        with Client(own_vhost.url) as client:
             client.asr(DATA / "fox_awb.wav")
             client.ping("asr")
         records = _task_lines(worker, _json_or_empty, 2)
@@ -86,7 +85,6 @@ def test_json_lines_when_the_setting_says_json() -> None:
         assert records[0]["ts"].endswith("Z")
     finally:
         worker.stop()
-        vhost.delete()
 
 
 def _json_or_empty(line: str) -> dict[str, Any]:
@@ -96,9 +94,8 @@ def _json_or_empty(line: str) -> dict[str, Any]:
         return {}
 
 
-def test_an_unknown_format_stops_the_worker_with_a_clear_message() -> None:
-    vhost = Vhost().create()
-    worker = Worker(vhost.url, "asr", name="badlog", env={"SPEECH_TASK_LOG_FORMAT": "xml"})
+def test_an_unknown_format_stops_the_worker_with_a_clear_message(own_vhost: Vhost) -> None:
+    worker = Worker(own_vhost.url, "asr", name="badlog", env={"SPEECH_TASK_LOG_FORMAT": "xml"})
     try:
         try:
             worker.start(timeout=60)
@@ -108,4 +105,3 @@ def test_an_unknown_format_stops_the_worker_with_a_clear_message() -> None:
         assert "SPEECH_TASK_LOG_FORMAT) is 'xml'" in worker.log()
     finally:
         worker.kill()
-        vhost.delete()

@@ -48,43 +48,35 @@ def test_table_output_and_management_extras_when_the_api_answers(
     assert cells[-1].startswith("ops@")
 
 
-def test_without_workers_the_backlog_shows_and_the_exit_status_is_nonzero() -> None:
-    # Given a vhost where requests wait in every queue and no worker runs
-    vhost = Vhost().create()
-    try:
-        with Client(vhost.url) as client:
-            for algorithm in client.algorithms:
-                for _ in range(3):
-                    client.app.signature("speech.ping").apply_async(queue=algorithm)
-        # When an operator asks for the status, using the plain AMQP connection only
-        done = run_cli(vhost.url, "status", "--json", env={"SPEECH_MANAGEMENT_URL": "off"})
-        # Then every queue shows its backlog and no consumer, and the command fails
-        assert done.returncode == 1
-        status = json.loads(done.stdout)
-        assert status["management"] is None and status["management_error"] is None
-        for row in status["queues"]:
-            assert (row["backlog"], row["consumers"], row["live"]) == (3, 0, False)
-            assert row["ping_error"] == "no consumer"
-            assert row["unacked"] is None
-        assert done.stderr.startswith("error: no live worker on: ")
-    finally:
-        vhost.delete()
+def test_without_workers_the_backlog_shows_and_the_exit_status_is_nonzero(own_vhost: Vhost) -> None:
+    # Given a vhost of its own where requests wait in every queue and no worker runs
+    with Client(own_vhost.url) as client:
+        for algorithm in client.algorithms:
+            for _ in range(3):
+                client.app.signature("speech.ping").apply_async(queue=algorithm)
+    # When an operator asks for the status, using the plain AMQP connection only
+    done = run_cli(own_vhost.url, "status", "--json", env={"SPEECH_MANAGEMENT_URL": "off"})
+    # Then every queue shows its backlog and no consumer, and the command fails
+    assert done.returncode == 1
+    status = json.loads(done.stdout)
+    assert status["management"] is None and status["management_error"] is None
+    for row in status["queues"]:
+        assert (row["backlog"], row["consumers"], row["live"]) == (3, 0, False)
+        assert row["ping_error"] == "no consumer"
+        assert row["unacked"] is None
+    assert done.stderr.startswith("error: no live worker on: ")
 
 
-def test_queues_never_declared_and_an_unreachable_management_api() -> None:
-    vhost = Vhost().create()
-    try:
-        start = time.monotonic()
-        done = run_cli(
-            vhost.url, "status", "asr", env={"SPEECH_MANAGEMENT_URL": "http://127.0.0.1:1"}
-        )
-        assert time.monotonic() - start < 30
-        assert done.returncode == 1
-        assert "- (no queue)" in done.stdout
-        assert "management API not reachable: http://127.0.0.1:1:" in done.stdout
-        assert done.stderr == "error: no live worker on: asr\n"
-    finally:
-        vhost.delete()
+def test_queues_never_declared_and_an_unreachable_management_api(own_vhost: Vhost) -> None:
+    start = time.monotonic()
+    done = run_cli(
+        own_vhost.url, "status", "asr", env={"SPEECH_MANAGEMENT_URL": "http://127.0.0.1:1"}
+    )
+    assert time.monotonic() - start < 30
+    assert done.returncode == 1
+    assert "- (no queue)" in done.stdout
+    assert "management API not reachable: http://127.0.0.1:1:" in done.stdout
+    assert done.stderr == "error: no live worker on: asr\n"
 
 
 def test_unknown_queue_is_a_usage_error(ops_vhost: Vhost) -> None:

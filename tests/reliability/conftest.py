@@ -6,17 +6,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster import Cluster
-from tests.helpers import ARTIFACTS, Vhost
+from tests.helpers import ARTIFACTS
 from tests.hosts import Network, netns_available
 
 FIGURES = ARTIFACTS / "reliability.json"
-
-
-@pytest.fixture
-def own_vhost() -> Iterator[Vhost]:
-    vh = Vhost("speech-fault").create()
-    yield vh
-    vh.delete()
 
 
 def record(name: str, **figures: object) -> None:

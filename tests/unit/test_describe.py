@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from producer.describe import args_repr, audio_format, describe, human_size, kwargs_repr
+from producer.describe import MAX_REPR, args_repr, audio_format, describe, human_size, kwargs_repr
 from tasks.logs import format_record
 from tests.helpers import DATA
 
@@ -50,3 +50,11 @@ def test_log_records_are_one_line_in_either_format() -> None:
     assert json.loads(line.split("error=", 1)[1].rsplit(" ", 1)[0]) == 'bad "x"\nthing'
     assert json.loads(format_record(fields, "json")) == fields
     assert format_record({"empty": "", "none": None}, "keyvalue") == 'empty="" none=""'
+
+
+def test_task_descriptions_stay_short() -> None:
+    # 10,000 option keys once made a kwargsrepr header larger than an AMQP frame.
+    many = {f"option_{i}": i for i in range(10_000)}
+    assert len(kwargs_repr(many)) <= MAX_REPR and kwargs_repr(many).endswith("chars)")
+    assert len(kwargs_repr({"k" * 5000: 1})) <= MAX_REPR
+    assert len(args_repr([b"RIFF"] * 10_000)) <= MAX_REPR

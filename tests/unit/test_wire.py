@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from producer import errors, wire
-from producer.bridge import encode_reply, parse_request
+from producer.bridge_request import Request, encode_reply, parse_request
 from tests.helpers import loaded_modules
 
 
@@ -17,7 +17,7 @@ def test_arrays_and_bytes_become_dtype_shape_data() -> None:
     result = {"mfcc": matrix, "wav": b"RIFF", "n": np.int64(3), "f0": [float("nan"), 1.5]}
     as_json = wire.plain(result, binary=False)
     json.dumps(as_json, allow_nan=False)  # strict JSON: no NaN, no bytes
-    assert as_json["mfcc"]["dtype"] == "float32" and as_json["mfcc"]["shape"] == [2, 3]
+    assert as_json["mfcc"]["dtype"] == "<f4" and as_json["mfcc"]["shape"] == [2, 3]
     data = base64.b64decode(as_json["mfcc"]["data"])
     assert np.array_equal(np.frombuffer(data, np.float32).reshape(2, 3), matrix)
     assert as_json["wav"] == base64.b64encode(b"RIFF").decode() and as_json["n"] == 3
@@ -53,17 +53,17 @@ def test_errors_map_to_http_statuses_by_class_name() -> None:
 )
 def test_bridge_requests_are_checked(body: bytes, message: str) -> None:
     with pytest.raises(errors.InvalidInput, match=message):
-        parse_request(body)
+        parse_request(body, "asr")
 
 
 def test_bridge_request_and_reply_round_trip() -> None:
     body = msgpack.packb({"audio": b"RIFF", "options": {"n_mfcc": 13}, "timeout": 5})
-    assert parse_request(body) == ([b"RIFF"], {"n_mfcc": 13}, 5)
+    assert parse_request(body, "features") == Request("features", [b"RIFF"], {"n_mfcc": 13}, 5)
     two = msgpack.packb({"audio": [b"a", b"b"]})
-    assert parse_request(two) == ([b"a", b"b"], {}, None)
+    assert parse_request(two, "speaker.verify") == Request("speaker.verify", [b"a", b"b"], {}, None)
     assert msgpack.unpackb(encode_reply({"x": np.zeros(2, np.int16)})) == {
         "ok": True,
-        "result": {"x": {"dtype": "int16", "shape": [2], "data": bytes(4)}},
+        "result": {"x": {"dtype": "<i2", "shape": [2], "data": bytes(4)}},
     }
     failed = msgpack.unpackb(encode_reply(errors.InvalidAudio("cannot decode")))
     assert failed == {"ok": False, "error": {"type": "InvalidAudio", "message": "cannot decode"}}
