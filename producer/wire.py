@@ -12,12 +12,11 @@ import math
 from typing import Any
 
 from producer import arrays, errors
+from producer.options import clips_for
 
 # Operations that take several clips have a Client method of their own (issue 3's
 # speaker verify); every other operation goes through Client.call with one clip.
 MULTI_CLIP_METHODS = {"speaker.verify": "speaker_verify"}
-# Clips each operation takes (one unless named here).
-CLIPS = {"speaker.verify": 2}
 
 # Most specific first: an error maps by the first class name in its MRO found here.
 # `Overloaded` is matched by name so this table works before and after it exists.
@@ -83,7 +82,7 @@ def invoke(
     client: Any, operation: str, clips: list[bytes], timeout: float | None, options: dict[str, Any]
 ) -> Any:
     """Run `operation` on one clip or, for the operations made for it, several."""
-    wanted = CLIPS.get(operation, 1)
+    wanted = clips_for(operation)  # checked by both doors already; this path is shared
     if len(clips) != wanted:
         count = {1: "one clip", 2: "two clips"}.get(wanted, f"{wanted} clips")
         raise errors.InvalidInput(f"{operation} takes {count}, got {len(clips)}")
