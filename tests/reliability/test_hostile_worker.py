@@ -29,23 +29,23 @@ PEAK_BOUND = 120 * MB
 
 
 @pytest.fixture(scope="module")
-def vhost() -> Iterator[Vhost]:
+def hostile_vhost() -> Iterator[Vhost]:
     vh = Vhost("speech-hostile").create()
     yield vh
     vh.delete()
 
 
 @pytest.fixture(scope="module")
-def worker(vhost: Vhost) -> Iterator[Worker]:
-    w = Worker(vhost.url, "asr,features", name="hostile").start()
+def worker(hostile_vhost: Vhost) -> Iterator[Worker]:
+    w = Worker(hostile_vhost.url, "asr,features", name="hostile").start()
     w.wait_warm("asr").wait_warm("features")
     yield w
     w.stop()
 
 
 @pytest.fixture(scope="module")
-def client(vhost: Vhost, worker: Worker) -> Iterator[Client]:
-    with Client(vhost.url) as c:
+def client(hostile_vhost: Vhost, worker: Worker) -> Iterator[Client]:
+    with Client(hostile_vhost.url) as c:
         yield c
 
 
@@ -135,10 +135,10 @@ def test_caller_time_limits_do_not_reach_the_pool(worker: Worker, client: Client
 
 
 def test_a_task_on_another_algorithms_queue_is_dead_lettered(
-    vhost: Vhost, worker: Worker, client: Client
+    hostile_vhost: Vhost, worker: Worker, client: Client
 ) -> None:
     dead = celeryconfig.DEAD_LETTER_NAME
-    already = vhost.queues().get(dead, 0)
+    already = hostile_vhost.queues().get(dead, 0)
     # Given features sent to the asr queue, and asr to the features queue
     strays = {
         client.app.send_task("speech.features", args=[FOX], queue="asr").id: "speech.features",
@@ -146,10 +146,10 @@ def test_a_task_on_another_algorithms_queue_is_dead_lettered(
     }
     # Then both are rejected into the dead-letter queue, unrun
     deadline = time.monotonic() + 20
-    while vhost.queues().get(dead, 0) < already + 2 and time.monotonic() < deadline:
+    while hostile_vhost.queues().get(dead, 0) < already + 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert vhost.queues().get(dead, 0) == already + 2
-    conn = pika.BlockingConnection(pika.URLParameters(vhost.url))
+    assert hostile_vhost.queues().get(dead, 0) == already + 2
+    conn = pika.BlockingConnection(pika.URLParameters(hostile_vhost.url))
     try:
         channel = conn.channel()
         found = {}
