@@ -37,7 +37,8 @@ class WorkerRequest(Request):  # type: ignore[misc]
         headers = dict(message.headers if headers is None else headers)
         ignored = {key: headers.pop(key) for key in IGNORED_HEADERS if headers.get(key)}
         if any(value not in (None, [None, None], (None, None)) for value in ignored.values()):
-            log.warning("ignoring caller-supplied %s in %s", ignored, headers.get("id"))
+            # %.200s: the values are the caller's, of any size
+            log.warning("ignoring caller-supplied %.200s in %.40s", ignored, headers.get("id"))
         super().__init__(message, *args, headers=headers, **kwargs)
 
 
