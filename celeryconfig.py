@@ -146,9 +146,6 @@ worker_proc_alive_timeout = _env_float("SPEECH_PROC_ALIVE_TIMEOUT", 120.0)
 # --- Input limits (checked by the producer before sending, and again by the worker) ----
 max_payload_bytes = _env_int("SPEECH_MAX_PAYLOAD_BYTES", 32 * 1024 * 1024)
 max_audio_seconds = _env_float("SPEECH_MAX_AUDIO_SECONDS", 600.0)
-# No algorithm takes more options than this: a call with more is refused before it is sent
-# (its description alone could pass the broker's frame size) and by the worker.
-max_options = 16
 # The largest answer a worker sends: below RabbitMQ's max_message_size (128 MiB by
 # default), which would refuse a bigger one at publish time (406 PRECONDITION_FAILED).
 # Requests whose answer would be larger get a ResultTooLarge error instead. Raise it only

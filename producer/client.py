@@ -175,7 +175,6 @@ class Client:
         if operation not in self.operations:
             known = ", ".join(self.operations)
             raise InvalidInput(f"unknown algorithm {operation!r}; known: {known}")
-        _check_options(options)
         payloads = [self.read_audio(audio) for audio in audios]
         task, queue = f"speech.{operation}", self.operations[operation]
         return unpack_all(self._rpc(task, queue, payloads, options, timeout))
@@ -348,18 +347,6 @@ class Client:
 
     def _where(self) -> str:
         return self.app.connection_for_write().as_uri()
-
-
-def _check_options(options: dict[str, Any]) -> None:
-    """Refuse what no algorithm takes before it is sent: thousands of options would make
-    a message (and its description header) the broker closes the connection over."""
-    if len(options) > celeryconfig.max_options:
-        raise InvalidOptions(
-            f"got {len(options)} options; no algorithm takes more than {celeryconfig.max_options}"
-        )
-    for name in options:
-        if not isinstance(name, str):
-            raise InvalidOptions(f"option names are strings, got {name!r:.40}")
 
 
 def _left(deadline: float) -> float:

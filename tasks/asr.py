@@ -5,9 +5,10 @@ from typing import Any
 
 import numpy as np
 
-from producer.errors import InvalidAudio, InvalidOptions
+from producer.errors import InvalidAudio
 from tasks.audio import SAMPLE_RATE, to_pcm16
 from tasks.base import audio_task
+from tasks.options import check_unknown
 
 FRAMES_PER_SECOND = 100  # pocketsphinx's feature frame rate
 # Shortest audio recognised: below about 66 ms pocketsphinx has too few feature frames to
@@ -84,5 +85,5 @@ def _result(words: list[dict[str, Any]], samples: np.ndarray) -> dict[str, Any]:
 @audio_task(name="speech.asr", queue="asr", warm=warm, soft_time_limit=300, time_limit=330)
 def asr(samples: np.ndarray, **options: Any) -> dict[str, Any]:
     if options:
-        raise InvalidOptions(f"asr takes no options, got {sorted(options)}")
+        check_unknown("asr", options, set(), "asr takes no options")
     return recognize(samples)

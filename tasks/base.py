@@ -60,11 +60,6 @@ def audio_task(
 
             if len(args) != audio_args:
                 raise InvalidOptions(f"{name} takes {_COUNTS[audio_args]}, got {len(args)}")
-            if len(options) > app.conf.max_options:
-                raise InvalidOptions(
-                    f"{name} got {len(options)} options; no algorithm takes more than"
-                    f" {app.conf.max_options}"
-                )
             clips = [
                 decode(
                     audio,

@@ -20,11 +20,13 @@ QUOTED_NAMES = 10
 QUOTED_CHARS = 40
 
 
-def check_unknown(algorithm: str, options: dict[str, Any], known: set[str]) -> None:
+def check_unknown(
+    algorithm: str, options: dict[str, Any], known: set[str], known_text: str = ""
+) -> None:
+    """InvalidOptions naming the options `algorithm` does not take (the first few of them)."""
     unknown = sorted(map(str, set(options) - known))
     if unknown:
         quoted = [n if len(n) <= QUOTED_CHARS else n[: QUOTED_CHARS - 3] + "..." for n in unknown]
         more = f" and {len(unknown) - QUOTED_NAMES} more" if len(unknown) > QUOTED_NAMES else ""
-        raise InvalidOptions(
-            f"{algorithm} options are {sorted(known)}; unknown: {quoted[:QUOTED_NAMES]}{more}"
-        )
+        known_text = known_text or f"{algorithm} options are {sorted(known)}"
+        raise InvalidOptions(f"{known_text}; unknown: {quoted[:QUOTED_NAMES]}{more}")

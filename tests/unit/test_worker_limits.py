@@ -1,9 +1,12 @@
 """What a caller cannot make a worker do: exceed the cost budget, steer its time limits,
 send answers the broker refuses. No broker needed."""
 
+import io
+
 import msgpack
 import numpy as np
 import pytest
+import soundfile as sf
 from kombu.message import Message
 
 import tasks  # noqa: F401  (registers every task)
@@ -93,8 +96,11 @@ def test_unknown_options_give_a_short_error_however_many() -> None:
     with pytest.raises(InvalidOptions) as caught:
         check_unknown("vad", options, {"threshold"})
     assert "and 9990 more" in str(caught.value) and len(str(caught.value)) < 400
-    with pytest.raises(InvalidOptions, match="got 10000 options; no algorithm takes more than 16"):
-        app.tasks["speech.vad"](b"RIFF", **options)
+    # asr's own check too, once the audio decoded
+    wav = io.BytesIO()
+    sf.write(wav, np.zeros(3200, np.float32), 16000, format="WAV")
+    with pytest.raises(InvalidOptions, match="asr takes no options; unknown: .* and 9990 more"):
+        app.tasks["speech.asr"](wav.getvalue(), **options)
 
 
 def test_a_format_of_the_wrong_type_is_invalid_options() -> None:
