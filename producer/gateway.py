@@ -42,7 +42,7 @@ from producer import wire
 from producer.client import Client
 from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
 from producer.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
-from producer.options import clips_for, fields_for, parse_options
+from producer.options import check_timeout, clips_for, fields_for, parse_options
 
 STATIC = Path(__file__).with_name("static")
 RAW_TYPES = {"", "application/octet-stream"}
@@ -314,11 +314,7 @@ async def _read_request(
 
 
 def _timeout(value: Any, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
-        raise InvalidInput(f"timeout must be a positive number of seconds, got {value!r}")
-    return float(value)
+    return default if value is None else check_timeout(value)
 
 
 def serve(client: Client, args: argparse.Namespace) -> int:
