@@ -11,7 +11,7 @@ import pytest
 
 import celeryconfig
 from producer import Client
-from producer.bridge import Bridge as InProcessBridge
+from producer.servers.bridge import Bridge as InProcessBridge
 from tests.clients.servers import Bridge
 from tests.clients.test_bridge import FOX, RpcClient
 from tests.helpers import Vhost, rabbitmqctl
