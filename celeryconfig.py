@@ -153,6 +153,10 @@ max_audio_seconds = _env_float("SPEECH_MAX_AUDIO_SECONDS", 600.0)
 max_result_bytes = 64 * 1024 * 1024
 # Default seconds a producer waits for an answer.
 default_timeout = _env_float("SPEECH_TIMEOUT", 60.0)
+# The longest timeout any call may ask for, through every door: a bridge request stays
+# unacked while it runs, and RabbitMQ closes a channel holding one past its
+# consumer_timeout (30 min by default); no algorithm's hard time limit comes near it.
+max_timeout = _env_float("SPEECH_MAX_TIMEOUT", 900.0)
 
 # --- HTTP gateway (`python -m producer serve`) and AMQP bridge (`python -m producer bridge`)
 gateway_host = _env("SPEECH_GATEWAY_HOST", "127.0.0.1")
@@ -179,9 +183,6 @@ bridge_dead_letter_queue = _env("SPEECH_BRIDGE_DEAD_QUEUE", "rpc.dead")
 # A request whose reply could not be delivered twice (the bridge died with it, or the
 # broker closed the bridge's connection over it) is dead-lettered, not taken again forever.
 bridge_delivery_limit = _env_int("SPEECH_BRIDGE_DELIVERY_LIMIT", 1)
-# The longest `timeout` a bridge request may ask for: a request stays unacked while it runs,
-# and RabbitMQ closes a channel holding one past its consumer_timeout (30 min by default).
-bridge_max_timeout = _env_float("SPEECH_BRIDGE_MAX_TIMEOUT", 900.0)
 # Replies larger than this are answered with PayloadTooLarge instead: RabbitMQ's default
 # max_message_size (3.10: 128 MiB); set it to the broker's own value if that is lower.
 bridge_max_reply_bytes = _env_int("SPEECH_BRIDGE_MAX_REPLY_BYTES", 128 * 1024 * 1024)

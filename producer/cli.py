@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     ping.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
 
-    serve = sub.add_parser("serve", help="HTTP gateway and try-it page (producer/gateway.py)")
+    serve = sub.add_parser(
+        "serve", help="HTTP gateway and try-it page (producer/servers/gateway.py)"
+    )
     serve.add_argument("--host", help="bind address (default: SPEECH_GATEWAY_HOST)")
     serve.add_argument("--port", type=int, help="port (default: SPEECH_GATEWAY_PORT)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
@@ -84,13 +86,13 @@ def _asr(client: Client, args: argparse.Namespace) -> int:
 
 
 def _serve(client: Client, args: argparse.Namespace) -> int:
-    from producer.gateway import serve  # FastAPI only for this subcommand
+    from producer.servers.gateway import serve  # FastAPI only for this subcommand
 
     return serve(client, args)
 
 
 def _bridge(client: Client, args: argparse.Namespace) -> int:
-    from producer.bridge import run_bridge  # pika only for this subcommand
+    from producer.servers.bridge import run_bridge  # pika only for this subcommand
 
     return run_bridge(client, args)
 

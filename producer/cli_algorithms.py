@@ -5,12 +5,12 @@ Registered by producer.cli (`add_parsers`, `COMMANDS`); they print like `asr` do
 """
 
 import argparse
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from producer import wire
 from producer.cli_files import EXIT_OK, run_files
 from producer.client import Client
 
@@ -67,15 +67,18 @@ def _given(args: argparse.Namespace, **names: str) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """Results with numpy arrays as (nested) lists, NaN as null: valid JSON."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
+    """Results as strict JSON (the gateway's conversion, arrays as nested lists), floats
+    rounded to 5 decimals for reading."""
+    return _rounded(wire.plain(value, binary=False, lists=True))
+
+
+def _rounded(value: Any) -> Any:
     if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 5)
+        return round(value, 5)
     if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
     return value
 
 

@@ -33,6 +33,7 @@ from producer.errors import (
     RemoteError,
     SpeechError,
 )
+from producer.options import check_timeout
 from producer.replies import ReplyApp, ReplyBackend, ReplyPathLost
 from producer.topology import declare_dead_letters
 
@@ -212,8 +213,7 @@ class Client:
         timeout: float | None,
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout = check_timeout(timeout)
         self._declare_topology()
         deadline = time.monotonic() + timeout
         attempt = 0

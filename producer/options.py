@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from producer.errors import InvalidOptions
+import celeryconfig
+from producer.errors import InvalidInput, InvalidOptions
 
 # Longest option value, as text: the longest legal one (`include` with every feature) is
 # ~40 characters; a bound keeps JSON decoding cheap and its nesting far from the
@@ -160,3 +161,16 @@ def _show(value: Any) -> str:
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def check_timeout(value: Any, maximum: float | None = None) -> float:
+    """A call's timeout in seconds, by the one rule every door applies: a finite number,
+    0 < timeout <= `maximum` (celeryconfig.max_timeout); InvalidInput otherwise."""
+    limit = celeryconfig.max_timeout if maximum is None else maximum
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not 0 < value <= limit:
+        shown = type(value).__name__ if isinstance(value, (bytes, list, dict)) else repr(value)
+        raise InvalidInput(
+            f"'timeout' must be a positive number of seconds up to {limit:g}, got {shown[:80]}"
+        )
+    return float(value)

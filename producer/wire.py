@@ -33,19 +33,22 @@ HTTP_STATUS: dict[str, int] = {
 }
 
 
-def plain(value: Any, *, binary: bool) -> Any:
-    """`value` as msgpack types (binary=True) or JSON types (binary=False)."""
+def plain(value: Any, *, binary: bool, lists: bool = False) -> Any:
+    """`value` as msgpack types (binary=True) or strict JSON types (binary=False: bytes as
+    base64, NaN and infinities as null); arrays packed, or as nested lists if `lists`."""
     if isinstance(value, dict):
-        return {str(k): plain(v, binary=binary) for k, v in value.items()}
+        return {str(k): plain(v, binary=binary, lists=lists) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(v, binary=binary) for v in value]
+        return [plain(v, binary=binary, lists=lists) for v in value]
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         return data if binary else base64.b64encode(data).decode("ascii")
+    if _is_array(value) and lists:
+        return plain(value.tolist(), binary=binary, lists=lists)
     if _is_array(value):  # the workers' own codec: little-endian, dtype as "<f4"
         return plain(arrays.pack(value), binary=binary)
     if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar
-        return plain(value.item(), binary=binary)
+        return plain(value.item(), binary=binary, lists=lists)
     if isinstance(value, float) and not binary and not math.isfinite(value):
         return None  # JSON has no NaN or infinity (pyin's unvoiced f0 is NaN)
     return value

@@ -139,47 +139,43 @@ def test_request_without_reply_to_is_dead_lettered_and_the_bridge_serves_on(
     assert bridge.proc is not None and bridge.proc.poll() is None
 
 
-def test_a_request_is_acked_only_after_its_reply_so_a_crash_loses_nothing() -> None:
-    # Given a bridge on a vhost where no worker serves asr yet
-    vhost = Vhost().create()
-    first = Bridge(vhost.url, concurrency=2).start()
-    second, worker, client = None, None, RpcClient(vhost.url)
+def test_a_request_is_acked_only_after_its_reply_so_a_crash_loses_nothing(own_vhost: Vhost) -> None:
+    # Given a bridge on a vhost of its own where no worker serves asr yet
+    first = Bridge(own_vhost.url, concurrency=2).start()
+    second, worker, client = None, None, RpcClient(own_vhost.url)
     try:
         cid = client.send(msgpack.packb({"audio": FOX, "timeout": 60}))
         # When the request is taken but not answered, it stays unacked in RabbitMQ
-        _wait_for(lambda: _unacked(vhost, "rpc.asr") == 1)
+        _wait_for(lambda: _unacked(own_vhost, "rpc.asr") == 1)
         # And the bridge dies mid-call (SIGKILL: no clean-up at all)
         first.proc.kill()  # type: ignore[union-attr]
         first.proc.wait(10)  # type: ignore[union-attr]
         # Then RabbitMQ hands the request to the next bridge, which answers it
-        worker = Worker(vhost.url, "asr", name="bridge-late").start()
-        second = Bridge(vhost.url, concurrency=2).start()
+        worker = Worker(own_vhost.url, "asr", name="bridge-late").start()
+        second = Bridge(own_vhost.url, concurrency=2).start()
         [reply] = client.wait(cid, timeout=90)
         assert reply["ok"], reply
         assert word_errors(TRANSCRIPTS["fox_kal16.wav"], reply["result"]["text"]) <= 2
-        _wait_for(lambda: _unacked(vhost, "rpc.asr") == 0)
+        _wait_for(lambda: _unacked(own_vhost, "rpc.asr") == 0)
     finally:
         client.close()
         for proc in (first, second, worker):
             if proc is not None:
                 proc.stop()
-        vhost.delete()
 
 
-def test_a_call_nobody_serves_answers_call_timeout_and_is_acked() -> None:
-    vhost = Vhost().create()
-    server = Bridge(vhost.url, concurrency=2).start()
-    client = RpcClient(vhost.url)
+def test_a_call_nobody_serves_answers_call_timeout_and_is_acked(own_vhost: Vhost) -> None:
+    server = Bridge(own_vhost.url, concurrency=2).start()
+    client = RpcClient(own_vhost.url)
     try:
         start = time.monotonic()
         reply = client.call({"audio": FOX, "timeout": 1.5}, timeout=30)
         assert reply["error"]["type"] == "CallTimeout", reply
         assert time.monotonic() - start < 6
-        _wait_for(lambda: _unacked(vhost, "rpc.asr") == 0)
+        _wait_for(lambda: _unacked(own_vhost, "rpc.asr") == 0)
     finally:
         client.close()
         server.stop()
-        vhost.delete()
 
 
 def test_node_amqplib_client(bridge: Bridge, broker_url: str) -> None:
@@ -210,17 +206,13 @@ def _wait_for(condition: Any, timeout: float = 30) -> None:
         time.sleep(0.3)
 
 
-def test_a_conflicting_queue_stops_the_bridge_with_a_clear_error() -> None:
+def test_a_conflicting_queue_stops_the_bridge_with_a_clear_error(own_vhost: Vhost) -> None:
     # Given an rpc.asr queue declared by someone else as a classic queue without arguments
-    vhost = Vhost().create()
-    try:
-        connection = pika.BlockingConnection(pika.URLParameters(vhost.url))
-        connection.channel().queue_declare("rpc.asr", durable=True)
-        connection.close()
-        # Then the bridge exits non-zero and says why instead of retrying forever
-        server = Bridge(vhost.url).start_process()
-        assert server.proc is not None and server.proc.wait(30) == 1
-        assert "cannot declare the bridge queues" in server.log()
-        assert "x-dead-letter-exchange" in server.log()
-    finally:
-        vhost.delete()
+    connection = pika.BlockingConnection(pika.URLParameters(own_vhost.url))
+    connection.channel().queue_declare("rpc.asr", durable=True)
+    connection.close()
+    # Then the bridge exits non-zero and says why instead of retrying forever
+    server = Bridge(own_vhost.url).start_process()
+    assert server.proc is not None and server.proc.wait(30) == 1
+    assert "cannot declare the bridge queues" in server.log()
+    assert "x-dead-letter-exchange" in server.log()

@@ -11,7 +11,7 @@ import pytest
 
 import celeryconfig
 from producer import Client
-from producer.bridge import Bridge as InProcessBridge
+from producer.servers.bridge import Bridge as InProcessBridge
 from tests.clients.servers import Bridge
 from tests.clients.test_bridge import FOX, RpcClient
 from tests.helpers import Vhost, rabbitmqctl
@@ -59,17 +59,16 @@ def test_the_default_url_reaches_vhost_slash_and_the_bridge_answers(private_name
     assert not thread.is_alive()
 
 
-def test_a_dead_first_node_is_skipped_and_the_next_one_serves() -> None:
+def test_a_dead_first_node_is_skipped_and_the_next_one_serves(own_vhost: Vhost) -> None:
     # Given a broker list whose first node has nothing listening
-    vhost = Vhost().create()
-    dead = f"amqp://guest:guest@127.0.0.1:1/{vhost.name}"
-    server = Bridge(f"{dead};{vhost.url}", concurrency=2).start()
-    caller = RpcClient(vhost.url)
+    dead = f"amqp://guest:guest@127.0.0.1:1/{own_vhost.name}"
+    server = Bridge(f"{dead};{own_vhost.url}", concurrency=2).start()
+    caller = RpcClient(own_vhost.url)
     try:
         # Then the bridge says which node it tried and which one it serves from
         log = server.log()
         assert "broker amqp://guest:***@127.0.0.1:1/" in log
-        assert f"bridge connected to amqp://guest:***@127.0.0.1:5672/{vhost.name}" in log
+        assert f"bridge connected to amqp://guest:***@127.0.0.1:5672/{own_vhost.name}" in log
         assert "guest:guest" not in log and "Traceback" not in log
         assert "127.0.0.1:1/" in log.split("bridge connected")[0]  # tried first, one line
         # And it answers: a malformed request at once, a real one through its Client
@@ -80,23 +79,21 @@ def test_a_dead_first_node_is_skipped_and_the_next_one_serves() -> None:
         assert reply["error"]["type"] == "CallTimeout", reply  # no worker on this vhost
         assert time.monotonic() - started < 10
         # And its connection uses AMQP heartbeats (SPEECH_HEARTBEAT, 10 s by default)
-        assert _heartbeats(vhost.name) == {10}
+        assert _heartbeats(own_vhost.name) == {10}
     finally:
         caller.close()
         server.stop()
-        vhost.delete()
 
 
-def test_a_bridge_whose_node_drops_it_moves_to_the_next_node() -> None:
+def test_a_bridge_whose_node_drops_it_moves_to_the_next_node(own_vhost: Vhost) -> None:
     # Given a bridge serving from the first of two addresses (one broker, two names)
-    vhost = Vhost().create()
-    second = vhost.url.replace("@127.0.0.1:", "@localhost:")
-    server = Bridge(f"{vhost.url};{second}", concurrency=2).start()
-    caller = RpcClient(vhost.url)
+    second = own_vhost.url.replace("@127.0.0.1:", "@localhost:")
+    server = Bridge(f"{own_vhost.url};{second}", concurrency=2).start()
+    caller = RpcClient(own_vhost.url)
     try:
         assert "bridge connected to amqp://guest:***@127.0.0.1:5672/" in server.log()
         # When the broker closes its connection, as a dying node would
-        for pid in _bridge_connections(vhost.name):
+        for pid in _bridge_connections(own_vhost.name):
             rabbitmqctl("close_connection", pid, "test: node going away")
         # Then the bridge connects to the next address and serves from there
         server.wait_until(
@@ -108,7 +105,6 @@ def test_a_bridge_whose_node_drops_it_moves_to_the_next_node() -> None:
     finally:
         caller.close()
         server.stop()
-        vhost.delete()
 
 
 def _bridge_connections(vhost: str) -> list[str]:

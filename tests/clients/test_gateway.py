@@ -160,7 +160,9 @@ def test_fifty_simultaneous_requests_are_all_answered_correctly(gateway: Gateway
     for i, res in enumerate(responses):
         assert res.status_code == 200, res.text
         assert res.json()["result"]["text"] == expected[clips[i % 4]], i
-    assert side < 1.0, f"a cheap request waited {side:.2f} s behind the burst"
+    # And the cheap request was not queued behind the burst (calls run off the event loop):
+    # a bound relative to the burst, so a busy 2-core machine does not make it flaky.
+    assert side < min(10.0, elapsed / 5), f"a cheap request waited {side:.2f} s of {elapsed:.0f}"
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "gateway-50-requests.txt").write_text(
         f"50 asr requests, worker -c2: {elapsed:.1f} s total, {50 / elapsed:.1f} req/s;"
@@ -176,10 +178,11 @@ def _post(gateway: Gateway, audio: bytes) -> dict:
     return res.json()["result"]
 
 
-def test_no_worker_means_504_and_an_unhealthy_queue_and_api_key_is_enforced() -> None:
-    # Given a gateway with an API key on a vhost where no worker consumes asr
-    vhost = Vhost().create()
-    server = Gateway(vhost.url, env={"SPEECH_API_KEY": "s3cret", "SPEECH_HEALTH_TIMEOUT": "1"})
+def test_no_worker_means_504_and_an_unhealthy_queue_and_api_key_is_enforced(
+    own_vhost: Vhost,
+) -> None:
+    # Given a gateway with an API key on a vhost of its own where no worker consumes asr
+    server = Gateway(own_vhost.url, env={"SPEECH_API_KEY": "s3cret", "SPEECH_HEALTH_TIMEOUT": "1"})
     try:
         server.start()
         key = {"X-API-Key": "s3cret"}
@@ -203,7 +206,6 @@ def test_no_worker_means_504_and_an_unhealthy_queue_and_api_key_is_enforced() ->
         assert res.json()["queues"]["asr"]["error"]["type"] == "CallTimeout"
     finally:
         server.stop()
-        vhost.delete()
 
 
 def test_broker_down_is_503_with_retry_after() -> None:

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import celeryconfig
-from producer.bridge_request import (
+from producer.errors import InvalidInput
+from producer.servers.bridge_request import (
     DIRECT_REPLY_TO,
     MAX_ERROR_CHARS,
     Unanswerable,
@@ -28,7 +29,6 @@ from producer.bridge_request import (
     encode_reply,
     parse_request,
 )
-from producer.errors import InvalidInput
 from tests.clients.servers import Bridge, Producer
 from tests.clients.test_bridge import FOX, RpcClient
 from tests.helpers import Vhost, Worker, rabbitmqctl

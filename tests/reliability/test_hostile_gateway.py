@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 import celeryconfig
 from producer import Client
 from producer.errors import InvalidInput, InvalidOptions
-from producer.forms import MULTIPART_SLACK, FormReader
 from producer.options import CALL_OPTIONS, OPERATIONS, clips_for, fields_for, parse_options
+from producer.servers.forms import MULTIPART_SLACK, FormReader
 from producer.wire import http_status
 from tests.clients.servers import Gateway
 from tests.helpers import DATA, TRANSCRIPTS, Vhost, word_errors

@@ -1,5 +1,7 @@
 """The algorithms' pure functions, without a broker."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -89,6 +91,10 @@ def test_split_long_segments_and_merge_on_the_recording_clock() -> None:
     assert merged["segments"][1] == {"start": 10.0, "end": 18.333, "text": ""}
 
 
-def test_jsonable_turns_arrays_into_lists_with_null_for_nan() -> None:
+def test_jsonable_turns_arrays_into_lists_with_null_for_nan_and_infinity() -> None:
     value = {"f0": np.array([np.nan, 100.123456], np.float32), "n": 3, "x": [np.float32(0.5)]}
     assert jsonable(value) == {"f0": [None, 100.12346], "n": 3, "x": [0.5]}
+    # the same strict JSON as the gateway's: no NaN or infinity anywhere
+    inf = {"m": np.array([[np.inf, -np.inf], [1.0, 2.0]]), "s": float("-inf")}
+    assert jsonable(inf) == {"m": [[None, None], [1.0, 2.0]], "s": None}
+    json.dumps(jsonable(inf), allow_nan=False)

@@ -8,8 +8,14 @@ from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 from pika.spec import Basic, BasicProperties
 
 from producer import Client
-from producer.bridge import MAX_ERROR_CHARS, Bridge, ReplyConnection, encode_reply, parse_request
 from producer.errors import InvalidInput
+from producer.servers.bridge import (
+    MAX_ERROR_CHARS,
+    Bridge,
+    ReplyConnection,
+    encode_reply,
+    parse_request,
+)
 
 MAX_SIZE = 1000  # what the fake broker accepts, like RabbitMQ's max_message_size
 TOO_LARGE = (406, f"PRECONDITION_FAILED - message size 5000 is larger than max size {MAX_SIZE}")

@@ -6,13 +6,13 @@ from typing import Any
 import msgpack
 import pytest
 
-from producer.bridge_request import (
+from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge
+from producer.servers.bridge_request import (
     Unanswerable,
     check_reply_to,
     encode_reply,
     parse_request,
 )
-from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge
 
 PREFIX = "amq.rabbitmq.reply-to"
 # As RabbitMQ 3.10 issues them: base64 of a pid (node "reply@<hash>"), then a 16-byte key.

@@ -15,7 +15,7 @@ from producer.errors import (
     PayloadTooLarge,
     RemoteError,
 )
-from producer.gateway import create_app
+from producer.servers.gateway import create_app
 
 
 class RaisingClient:

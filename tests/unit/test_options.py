@@ -4,8 +4,8 @@ import pytest
 
 import celeryconfig
 from producer.errors import InvalidInput, InvalidOptions, Overloaded, PayloadTooLarge
-from producer.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget
 from producer.options import OPERATIONS, clips_for, parse_options
+from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget
 
 CTYPE = "multipart/form-data; boundary=XyZ"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from producer import errors, wire
-from producer.bridge_request import Request, encode_reply, parse_request
+from producer.servers.bridge_request import Request, encode_reply, parse_request
 from tests.helpers import loaded_modules
 
 

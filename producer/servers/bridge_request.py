@@ -9,7 +9,6 @@ and serves on, so every bound here is checked before anything grows with the inp
 
 import base64
 import binascii
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import msgpack
 import celeryconfig
 from producer import wire
 from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge, SpeechError
+from producer.options import check_timeout
 
 REQUEST_KEYS = {"audio", "options", "timeout"}
 # Clips an operation takes; every other operation takes one.
@@ -219,17 +219,7 @@ def _check_option(name: str, value: Any) -> None:
 
 
 def _timeout(timeout: Any, max_timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    limit = celeryconfig.bridge_max_timeout if max_timeout is None else max_timeout
-    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-    if not number or not math.isfinite(timeout) or not 0 < timeout <= limit:
-        shown = _kind(timeout) if isinstance(timeout, (bytes, list, dict)) else repr(timeout)
-        raise InvalidInput(
-            f"'timeout' must be a positive number of seconds up to {limit:g},"
-            f" got {_shorten(shown, 80)}"
-        )
-    return float(timeout)
+    return None if timeout is None else check_timeout(timeout, max_timeout)
 
 
 def _direct_reply_to_name(name: str) -> bool:

@@ -7,7 +7,7 @@ The call goes through producer.Client, so timeouts, limits and errors are the li
 errors answer {"error": {"type", "message"}} with the status from producer.wire, every
 one of them: framework errors, bugs (500) and requests too malformed to parse as HTTP too.
 
-The body is counted while it arrives (producer.forms) and refused at the first byte past
+The body is counted while it arrives (producer.servers.forms) and refused at the first byte past
 the limit, in memory, never spooled to disk; the API key, the algorithm and the options in
 the query are checked before any of it is read, and an answer sent before the whole body
 came closes the connection instead of reading the rest. Options are typed before use
@@ -41,8 +41,8 @@ import celeryconfig
 from producer import wire
 from producer.client import Client
 from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
-from producer.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
-from producer.options import clips_for, fields_for, parse_options
+from producer.options import check_timeout, clips_for, fields_for, parse_options
+from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
 
 STATIC = Path(__file__).with_name("static")
 RAW_TYPES = {"", "application/octet-stream"}
@@ -314,11 +314,7 @@ async def _read_request(
 
 
 def _timeout(value: Any, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
-        raise InvalidInput(f"timeout must be a positive number of seconds, got {value!r}")
-    return float(value)
+    return default if value is None else check_timeout(value)
 
 
 def serve(client: Client, args: argparse.Namespace) -> int:
