@@ -150,7 +150,7 @@ max_audio_seconds = _env_float("SPEECH_MAX_AUDIO_SECONDS", 600.0)
 # default), which would refuse a bigger one at publish time (406 PRECONDITION_FAILED).
 # Requests whose answer would be larger get a ResultTooLarge error instead. Raise it only
 # together with the broker's max_message_size.
-max_result_bytes = 64 * 1024 * 1024
+max_result_bytes = _env_int("SPEECH_MAX_RESULT_BYTES", 64 * 1024 * 1024)
 # Default seconds a producer waits for an answer.
 default_timeout = _env_float("SPEECH_TIMEOUT", 60.0)
 # The longest timeout any call may ask for, through every door: a bridge request stays
