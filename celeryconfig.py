@@ -95,6 +95,12 @@ broker_connection_retry_on_startup = True
 # A worker waits for its broker however long it is away (Celery's default gives up after
 # 100 attempts, about 100 s at the worker's one attempt per second: tasks/consumer.py).
 broker_connection_max_retries = None
+# The remote-control queue (`<worker>.celery.pidbox`: inspect, ping from Flower) is not
+# exclusive: an exclusive one belongs to the connection that declared it, and a worker
+# that reconnects to another cluster node while the broker still counts its old connection
+# gets RESOURCE_LOCKED, which Celery treats as unrecoverable (the worker exits). Unused,
+# it still expires after control_queue_expires (10 s).
+control_queue_exclusive = False
 # Publisher confirms: a publish returns only once the broker has the message (or refused
 # it: full queue), so nothing is dropped silently under memory or disk alarms.
 broker_transport_options = {"confirm_publish": True}
