@@ -1,0 +1,61 @@
+"""The README's code for other languages runs as written: a backend developer copies it."""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from tests.clients.servers import Bridge, Gateway
+from tests.helpers import DATA, REPO, TRANSCRIPTS, word_errors
+
+README = (REPO / "README.md").read_text()
+
+
+def _snippet(heading: str, language: str) -> str:
+    """The first ```language block under the README heading `heading`."""
+    section = README.split(f"\n{heading}\n", 1)[1]
+    return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_node_snippet_transcribes_and_exits(bridge: Bridge, broker_url: str) -> None:
+    # Given the README's Node.js snippet, pointed at the test broker and a test clip
+    code = _snippet("### Node.js", "js")
+    assert 'amqp.connect("amqp://guest:guest@localhost:5672/")' in code
+    code = code.replace("amqp://guest:guest@localhost:5672/", broker_url)
+    code = code.replace('"hello.wav"', repr(str(DATA / "fox_rms.wav")).replace("'", '"'))
+    script = REPO / "tests" / "node" / "readme_snippet.mjs"  # beside node_modules
+    script.write_text(code)
+    try:
+        # When it runs, Then it prints the transcript and exits by itself
+        done = subprocess.run(
+            ["node", str(script)], cwd=script.parent, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        script.unlink()
+    assert done.returncode == 0, done.stderr
+    assert word_errors(TRANSCRIPTS["fox_rms.wav"], done.stdout.strip()) <= 2, done.stdout
+
+
+def test_the_java_http_snippet_runs_without_an_api_key(gateway: Gateway, tmp_path: Path) -> None:
+    # Given the README's JDK HttpClient snippet in a class of its own (java's source
+    # launcher runs it without a build), pointed at the test gateway, no SPEECH_API_KEY set
+    code = _snippet("Over HTTP with the JDK's client:", "java")
+    code = code.replace("http://speech:8000", gateway.url)
+    code = code.replace('"hello.wav"', '"' + str(DATA / "fox_rms.wav") + '"')
+    source = tmp_path / "Snippet.java"
+    source.write_text(
+        "import java.net.URI;\nimport java.net.http.*;\nimport java.nio.file.Path;\n"
+        "import java.time.Duration;\n\npublic class Snippet {\n"
+        "  public static void main(String[] args) throws Exception {\n"
+        f'{code}\n    System.out.println(res.statusCode() + " " + res.body());\n  }}\n}}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SPEECH_API_KEY"}
+    # When it runs, Then the gateway answers 200 with the transcript
+    done = subprocess.run(
+        ["java", str(source)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    status, _, body = done.stdout.strip().partition(" ")
+    assert status == "200", done.stdout
+    assert word_errors(TRANSCRIPTS["fox_rms.wav"], json.loads(body)["result"]["text"]) <= 2
