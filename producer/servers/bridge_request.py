@@ -141,6 +141,8 @@ def _unpack(body: bytes, max_payload: int) -> Any:
     max_body = max(CLIPS.values(), default=1) * max_payload + MAX_OPTIONS_BYTES + 1024
     if len(body) > max_body:
         raise PayloadTooLarge(f"request is {len(body)} bytes, the maximum is {max_body}")
+    if not body:
+        raise _not_msgpack(ValueError("the body is empty"))
     try:
         return msgpack.unpackb(
             body,
@@ -159,9 +161,16 @@ def _unpack(body: bytes, max_payload: int) -> Any:
             ) from None
         if "exceeds max_" in str(exc):
             raise InvalidInput(f"request holds a string, array or map too large ({exc})") from None
-        raise InvalidInput(f"request body is not msgpack ({_describe(exc)})") from None
+        raise _not_msgpack(exc) from None
     except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise InvalidInput(f"request body is not msgpack ({_describe(exc)})") from None
+        raise _not_msgpack(exc) from None
+
+
+def _not_msgpack(exc: BaseException) -> InvalidInput:
+    return InvalidInput(
+        f"request body is not msgpack ({_describe(exc)}): send one msgpack map"
+        ' {"audio": <bin>, "options": {...}, "timeout": <seconds>}'
+    )
 
 
 def _clips(audio: Any, operation: str, max_payload: int) -> list[bytes]:

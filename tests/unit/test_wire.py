@@ -42,7 +42,8 @@ def test_errors_map_to_http_statuses_by_class_name() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"\xc1", "not msgpack"),
+        (b"\xc1", "not msgpack .*: send one msgpack map"),
+        (b"", r"not msgpack \(the body is empty\)"),
         (msgpack.packb({"audio": b"x"}) + b"trailing", "not msgpack"),
         (msgpack.packb(b"x"), "must be a msgpack map"),
         (msgpack.packb({"audio": [b"x", "y"]}), "or a list of them"),
