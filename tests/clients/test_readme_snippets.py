@@ -59,3 +59,22 @@ def test_the_java_http_snippet_runs_without_an_api_key(gateway: Gateway, tmp_pat
     status, _, body = done.stdout.strip().partition(" ")
     assert status == "200", done.stdout
     assert word_errors(TRANSCRIPTS["fox_rms.wav"], json.loads(body)["result"]["text"]) <= 2
+
+
+JARS = ("amqp-client", "msgpack-core", "slf4j-api", "slf4j-nop")
+
+
+def test_the_plain_java_amqp_client_transcribes(
+    bridge: Bridge, broker_url: str, tmp_path: Path
+) -> None:
+    # Given the README's Java program (RabbitMQ's Java client, msgpack-java, direct reply-to)
+    source = tmp_path / "SpeechCall.java"
+    source.write_text(_snippet("### Java", "java"))
+    classpath = ":".join(f"/usr/share/java/{jar}.jar" for jar in JARS)
+    # When it runs against the test broker, Then it prints the transcript
+    done = subprocess.run(
+        ["java", "-cp", classpath, str(source), str(DATA / "fox_rms.wav")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "AMQP_URL": broker_url},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert word_errors(TRANSCRIPTS["fox_rms.wav"], done.stdout.strip()) <= 2, done.stdout
