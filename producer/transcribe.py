@@ -1,8 +1,13 @@
-"""Long recordings: vad finds the speech, asr workers transcribe its segments in parallel.
+"""Recordings of any length: vad finds the speech, asr workers transcribe its segments in
+parallel.
 
 The fan-out happens here, in the producer: each segment is one ordinary `asr` call, so
 no task ever waits on another task, and adding asr worker processes shortens the wall
-time of one recording. Needs numpy and soundfile on the producer host (imported lazily:
+time of one recording. A recording longer than one window is read in windows
+(`WINDOW_SECONDS`) and never held whole: each window goes to vad as a WAV of a few MB, its
+speech segments to asr, and the next window is read once the calls in flight are few,
+so the producer's memory stays bounded whatever the length, and no message carries more
+than one window. Needs numpy and soundfile on the producer host (imported lazily:
 `import producer` stays light for hosts that never call transcribe).
 """
 
@@ -10,11 +15,13 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from producer.errors import InvalidAudio, InvalidOptions
+from producer.errors import InvalidAudio, InvalidInput, InvalidOptions
 
 if TYPE_CHECKING:  # Client.transcribe calls into this module: no import back at run time
     from producer.client import Audio, Client
@@ -25,6 +32,11 @@ DEFAULT_PAD = 0.2
 # the workers. A cut can fall inside a word; VAD normally ends segments at pauses first.
 DEFAULT_MAX_SEGMENT = 20.0
 MAX_PARALLEL = 16  # calls in flight per recording: each holds a reply queue while it waits
+# Audio per vad call when a recording is read in windows: ~2-6 MB of 16-bit WAV at 16-48 kHz.
+WINDOW_SECONDS = 60.0
+# A segment that ends this close to its window's end may go on in the next window: the next
+# window starts where it starts, so speech is never cut at a window's edge.
+EDGE_SECONDS = 1.0
 Progress = Callable[[int, int], None]
 
 
@@ -97,26 +109,168 @@ def transcribe(
     vad_options: dict[str, Any] | None = None,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Transcribe `audio` of any length up to the workers' maximum.
+    """Transcribe `audio` (a path or bytes) of any length.
 
     `parallel` segments are in flight at once (at least the number of asr worker
-    processes, at most MAX_PARALLEL); `timeout` bounds each call;
-    `on_progress(done, total)` follows the segments.
+    processes, at most MAX_PARALLEL); `timeout` bounds each call; `on_progress(done, total)`
+    follows the segments (`total` grows as windows of a long recording are read).
     """
     if not 1 <= parallel <= MAX_PARALLEL:
         raise InvalidOptions(f"parallel must be 1 to {MAX_PARALLEL}, got {parallel!r}")
+    if not max_segment > 0:
+        raise InvalidOptions(f"max_segment must be positive, got {max_segment!r}")
+    vad_options = {"pad": DEFAULT_PAD, **(vad_options or {})}
+    source = _open(client, audio)
+    if source is None or source.frames / source.samplerate <= WINDOW_SECONDS:
+        if source is not None:
+            source.close()
+        return _whole(client, audio, timeout, parallel, max_segment, vad_options, on_progress)
+    with source, _Segments(client, timeout, parallel, max_segment, on_progress) as asr:
+        duration = 0.0
+        for offset, samples, rate in _windows(
+            client, source, timeout, vad_options, asr.send_window_segments
+        ):
+            duration = max(duration, offset + len(samples) / rate)
+        parts = asr.results()
+    return {**merge([seg for seg, _ in parts], [answer for _, answer in parts]),
+            "duration": round(duration, 3)}  # fmt: skip
+
+
+def _whole(
+    client: Client,
+    audio: Audio,
+    timeout: float | None,
+    parallel: int,
+    max_segment: float,
+    vad_options: dict[str, Any],
+    on_progress: Progress | None,
+) -> dict[str, Any]:
+    """A recording of one window: one vad call on the whole file, which the worker checks
+    first, so bad input fails with the same errors as asr."""
     data = client.read_audio(audio)
-    # The vad worker checks the audio first: bad input fails with the same errors as asr.
-    found = client.vad(data, timeout, **{"pad": DEFAULT_PAD, **(vad_options or {})})
+    found = client.vad(data, timeout, **vad_options)
     segments = split_long(found["segments"], max_segment)
-    total = len(segments)
     if on_progress:
-        on_progress(0, total)
+        on_progress(0, len(segments))
     if not segments:
         return {**merge([], []), "duration": found["duration"]}
     samples, rate = decode_mono(data)
     answers = _fan_out(client, samples, rate, segments, timeout, parallel, on_progress)
     return {**merge(segments, answers), "duration": found["duration"]}
+
+
+def _open(client: Client, audio: Audio) -> Any:
+    """A soundfile reader over `audio`, or None when this host cannot read it (the worker's
+    vad then says why, in the same words as asr)."""
+    import soundfile as sf
+
+    if isinstance(audio, (str, os.PathLike)):
+        if not Path(audio).is_file():
+            raise InvalidInput(f"no such audio file: {audio}")
+        target: Any = str(audio)
+    elif isinstance(audio, (bytes, bytearray, memoryview)):
+        target = io.BytesIO(bytes(audio))
+    else:
+        raise InvalidInput(f"audio must be a file path or bytes, got {type(audio).__name__}")
+    try:
+        reader = sf.SoundFile(target)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+    if reader.samplerate <= 0 or reader.frames <= 0:
+        reader.close()
+        return None
+    return reader
+
+
+def _windows(
+    client: Client,
+    source: Any,
+    timeout: float | None,
+    vad_options: dict[str, Any],
+    send: Callable[[float, Any, int, list[dict[str, float]]], None],
+) -> Any:
+    """Yield (offset s, mono samples, rate) for each window read; each window's speech
+    segments (window-relative) go to `send` first."""
+    rate = source.samplerate
+    size = int(WINDOW_SECONDS * rate)
+    start = 0
+    while start < source.frames:
+        source.seek(start)
+        block = source.read(size, dtype="float32", always_2d=True)
+        if len(block) == 0:
+            break
+        samples = block.mean(axis=1)
+        del block
+        last = start + len(samples) >= source.frames
+        found = client.vad(cut_wav(samples, rate, 0, len(samples) / rate), timeout, **vad_options)
+        segments = found["segments"]
+        length = len(samples) / rate
+        following = start + len(samples)
+        near_edge = bool(segments) and segments[-1]["end"] >= length - EDGE_SECONDS
+        if not last and near_edge and segments[-1]["start"] > 0:
+            # It may go on: read it again, whole, at the start of the next window.
+            following = start + int(segments[-1]["start"] * rate)
+            segments = segments[:-1]
+        send(start / rate, samples, rate, segments)
+        yield start / rate, samples[: following - start], rate
+        start = following
+
+
+class _Segments:
+    """asr calls for the segments of successive windows, `parallel` in flight; a new window
+    is read only once at most `parallel` calls wait, so memory stays bounded."""
+
+    def __init__(
+        self,
+        client: Client,
+        timeout: float | None,
+        parallel: int,
+        max_segment: float,
+        on_progress: Progress | None,
+    ) -> None:
+        self.client, self.timeout, self.parallel = client, timeout, parallel
+        self.max_segment, self.on_progress = max_segment, on_progress
+        self.pool = ThreadPoolExecutor(parallel, "speech-transcribe")
+        self.calls: list[tuple[dict[str, float], Future[dict[str, Any]]]] = []
+
+    def __enter__(self) -> _Segments:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _, future in self.calls:
+            future.cancel()
+        self.pool.shutdown(wait=False)
+
+    def send_window_segments(
+        self, offset: float, samples: Any, rate: int, segments: list[dict[str, float]]
+    ) -> None:
+        for seg in split_long(segments, self.max_segment):
+            wav = cut_wav(samples, rate, seg["start"], seg["end"])
+            on_clock = {
+                "start": round(seg["start"] + offset, 3),
+                "end": round(seg["end"] + offset, 3),
+            }
+            self.calls.append((on_clock, self.pool.submit(self.client.asr, wav, self.timeout)))
+        self._report()
+        # Hold the next window back while more than `parallel` calls wait.
+        while sum(not f.done() for _, f in self.calls) > self.parallel:
+            wait([f for _, f in self.calls if not f.done()], return_when=FIRST_COMPLETED)
+            self._report()
+        for _, future in self.calls:
+            if future.done():
+                future.result()  # a failed segment fails the recording now
+
+    def _report(self) -> None:
+        if self.on_progress:
+            done = sum(f.done() for _, f in self.calls)
+            self.on_progress(done, len(self.calls))
+
+    def results(self) -> list[tuple[dict[str, float], dict[str, Any]]]:
+        out = []
+        for seg, future in self.calls:
+            out.append((seg, future.result()))
+            self._report()
+        return out
 
 
 def _fan_out(

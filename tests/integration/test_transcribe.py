@@ -4,7 +4,7 @@ import pytest
 
 from producer import Client
 from tests.helpers import TRANSCRIPTS, run_cli, word_errors
-from tests.signals import clip, stitch, wav
+from tests.signals import clip, silence, stitch, wav
 
 pytestmark = [
     pytest.mark.slow,
@@ -60,3 +60,92 @@ def test_transcribe_cli_prints_the_text_and_json(broker_url: str, tmp_path) -> N
 
     line = json.loads(done.stdout)
     assert line["file"] == str(path) and len(line["segments"]) == 4
+
+
+def test_a_recording_longer_than_a_window_is_read_in_windows(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import producer.transcribe
+
+    # Given windows of 8 s, and sentences placed so that some cross a window's edge
+    monkeypatch.setattr(producer.transcribe, "WINDOW_SECONDS", 8.0)
+    parts: list = [6.5]
+    for name in SENTENCES:
+        parts += [clip(name), 4.0]
+    audio, spans = stitch(parts)
+    reference = " ".join(TRANSCRIPTS[n] for n in SENTENCES)
+    progress: list[tuple[int, int]] = []
+    # When it is transcribed
+    result = client.transcribe(
+        wav(audio), parallel=2, on_progress=lambda d, t: progress.append((d, t))
+    )
+    # Then no sentence was cut at a window's edge: one segment each, words on the clock
+    assert len(result["segments"]) == len(SENTENCES), result["segments"]
+    assert word_errors(reference, result["text"]) / len(reference.split()) < 0.3, result["text"]
+    for w in result["words"]:
+        assert any(s - 0.3 <= w["start"] < w["end"] <= e + 0.3 for s, e in spans), w
+    assert abs(result["duration"] - len(audio) / 16000) < 0.01
+    assert progress[-1] == (len(SENTENCES), len(SENTENCES))
+
+
+LONG_RUN = """
+import json, resource, sys, time
+from producer import Client
+with Client(sys.argv[1], timeout=120) as client:
+    client.transcribe(sys.argv[3])  # a short file: imports and connections warm
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    result = client.transcribe(sys.argv[2], parallel=2)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"grew_kb": after - before, "peak_kb": after, "seconds": seconds,
+                  "result": result}))
+"""
+
+
+def test_a_file_beyond_the_payload_limit_is_transcribed_in_bounded_memory(
+    broker_url: str, tmp_path
+) -> None:  # noqa: ANN001
+    import json
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from tests.helpers import ARTIFACTS, REPO
+
+    # Given 30 minutes of 16-bit audio (57.6 MB, over the 32 MiB a single call may carry)
+    # with a sentence at 100 s, 700 s, 1300 s and 1750 s
+    at = [100.0, 700.0, 1300.0, 1750.0]
+    path = tmp_path / "meeting.wav"
+    with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as out:
+        written = 0.0
+        for start, name in zip(at, SENTENCES, strict=True):
+            out.write(silence(start - written))
+            out.write(clip(name))
+            written = start + len(clip(name)) / 16000
+        out.write(silence(1800.0 - written))
+    assert path.stat().st_size > 32 * 1024 * 1024
+    short = tmp_path / "short.wav"
+    short.write_bytes(_recording()[0])
+    # When a producer process transcribes it from disk
+    done = subprocess.run(
+        [sys.executable, "-c", LONG_RUN, broker_url, str(path), str(short)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    result = report["result"]
+    # Then every sentence is found at its place on the recording's clock
+    assert len(result["segments"]) == 4, result["segments"]
+    for seg, start in zip(result["segments"], at, strict=True):
+        assert start - 0.5 < seg["start"] < start + 0.5, (seg, start)
+    assert abs(result["duration"] - 1800.0) < 0.01
+    # And the producer never held the recording: its peak grew by less than the file's
+    # size (the whole file decoded would be 115 MB of float32)
+    assert report["grew_kb"] < 40 * 1024, report["grew_kb"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "transcribe-30-min.txt").write_text(
+        f"30 min from disk: {report['seconds']:.1f} s, producer peak RSS"
+        f" {report['peak_kb'] / 1024:.0f} MB (+{report['grew_kb'] / 1024:.1f} MB)\n"
+    )
