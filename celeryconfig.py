@@ -8,6 +8,9 @@ import os
 
 from kombu import Exchange, Queue
 
+from producer.algorithms import task_name
+from producer.catalog import catalog
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -23,11 +26,11 @@ def _env_float(name: str, default: float) -> float:
 
 # --- Topology -------------------------------------------------------------------------
 # Every algorithm has its own durable queue, bound to one durable direct exchange with
-# routing key = queue name. Adding an algorithm means adding its name here.
-ALGORITHMS = ("asr", "vad", "speaker", "features", "denoise")
-# Algorithms that offer several operations: each operation is its own task,
-# `speech.<algorithm>.<operation>`, on the algorithm's one queue.
-OPERATIONS = {"speaker": ("embed", "verify")}
+# routing key = queue name. The algorithms are declared in producer/builtins.py (built-ins)
+# and by installed plugins (entry points "speech.algorithms"): see producer/algorithms.py.
+# An operation is a task, `speech.<algorithm>` or `speech.<algorithm>.<operation>`.
+_catalog = catalog()
+ALGORITHMS = _catalog.names
 EXCHANGE_NAME = _env("SPEECH_EXCHANGE", "speech")
 speech_exchange = Exchange(EXCHANGE_NAME, type="direct", durable=True)
 
@@ -49,7 +52,7 @@ max_backlog = _env_int("SPEECH_MAX_BACKLOG", 1000)
 max_redeliveries = _env_int("SPEECH_MAX_REDELIVERIES", 3)
 
 
-def _algorithm_queue(name: str) -> Queue:
+def algorithm_queue(name: str) -> Queue:
     # Quorum queues: replicated when the broker is a cluster, and they count deliveries
     # (x-delivery-limit), which classic queues cannot.
     return Queue(
@@ -69,12 +72,9 @@ def _algorithm_queue(name: str) -> Queue:
     )
 
 
-task_queues = tuple(_algorithm_queue(name) for name in ALGORITHMS)
+task_queues = tuple(algorithm_queue(name) for name in ALGORITHMS)
 # Task name -> queue. `speech.ping` has no fixed queue: callers pick the queue to probe.
-task_routes = {f"speech.{name}": {"queue": name} for name in ALGORITHMS if name not in OPERATIONS}
-task_routes |= {
-    f"speech.{name}.{op}": {"queue": name} for name, ops in OPERATIONS.items() for op in ops
-}
+task_routes = {task_name(key): {"queue": a.name} for key, (a, _) in _catalog.operations.items()}
 task_default_queue = ALGORITHMS[0]
 task_default_exchange = EXCHANGE_NAME
 task_default_routing_key = ALGORITHMS[0]

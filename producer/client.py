@@ -9,6 +9,7 @@ by many threads.
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -18,10 +19,13 @@ from typing import Any
 from amqp.exceptions import MessageNacked
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
+from kombu import Queue
 from kombu.exceptions import EncodeError, OperationalError
 
 import celeryconfig
+from producer.algorithms import NAME, task_name
 from producer.arrays import unpack_all
+from producer.catalog import Catalog, catalog
 from producer.describe import args_repr, kwargs_repr
 from producer.errors import (
     BrokerUnavailable,
@@ -44,6 +48,8 @@ log = logging.getLogger("speech.client")
 MIN_ATTEMPT_SECONDS = 0.05
 # First pause before publishing again after a nack on a queue that is not full.
 NACK_PAUSE = 0.1
+# "kws" or "kws.spot": how an algorithm this Client has no declaration of may be named
+REMOTE_NAME = re.compile(rf"{NAME.pattern[:-1]}(\.{NAME.pattern[1:-1]})?$")
 
 
 class Client:
@@ -78,12 +84,15 @@ class Client:
         self._declare_lock = threading.Lock()
         self.timeout = celeryconfig.default_timeout if timeout is None else timeout
         self.max_payload_bytes: int = celeryconfig.max_payload_bytes
-        self.algorithms: tuple[str, ...] = celeryconfig.ALGORITHMS
-        # "asr", "speaker.embed", ...: what `call` accepts, one per task the workers serve
+        # The algorithms declared in this environment (built-ins and installed plugins)
+        self.catalog: Catalog = catalog()
+        self.algorithms: tuple[str, ...] = self.catalog.names
+        # "asr", "speaker.embed", ...: the operations `call` checks before sending
         self.operations: dict[str, str] = {
-            task.removeprefix("speech."): route["queue"]
-            for task, route in celeryconfig.task_routes.items()
+            key: algorithm.name for key, (algorithm, _) in self.catalog.operations.items()
         }
+        # Queues of algorithms not declared here that the broker has (found on first call)
+        self._remote_queues: dict[str, Queue] = {}
 
     def __enter__(self) -> "Client":
         return self
@@ -97,13 +106,23 @@ class Client:
 
     # --- calls -------------------------------------------------------------------------
     def call(
-        self, algorithm: str, audio: Audio, /, timeout: float | None = None, **options: Any
+        self,
+        algorithm: str,
+        audio: Audio | list[Audio] | tuple[Audio, ...],
+        /,
+        timeout: float | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
-        """Run `algorithm` (or `algorithm.operation`) on `audio`, a path or bytes.
+        """Run `algorithm` (or `algorithm.operation`) on `audio`: a path or bytes, or a
+        list of them for operations that take several clips (speaker.verify).
 
-        Numeric arrays in the result come back as numpy arrays.
+        Options are checked against the algorithm's declaration before anything is sent.
+        An algorithm that is not installed here is still called when the broker has its
+        queue: its worker checks the options. Numeric arrays in the result come back as
+        numpy arrays.
         """
-        return self._call_audio(algorithm, [audio], timeout, options)
+        audios = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+        return self._call_audio(algorithm, audios, timeout, options)
 
     def asr(self, audio: Audio, timeout: float | None = None) -> dict[str, Any]:
         """Transcribe speech: {"text", "words": [{"word", "start", "end"}...], "duration"}."""
@@ -163,7 +182,7 @@ class Client:
 
         `echo` (a string or an integer) comes back in the answer as given."""
         if queue not in self.algorithms:
-            raise InvalidInput(f"unknown queue {queue!r}; known: {', '.join(self.algorithms)}")
+            self._check_remote(queue, queue)
         start = time.perf_counter()
         kwargs = {} if echo is None else {"echo": echo}
         answer = self._rpc("speech.ping", queue, [], kwargs, timeout)
@@ -173,12 +192,32 @@ class Client:
     def _call_audio(
         self, operation: str, audios: list[Audio], timeout: float | None, options: dict[str, Any]
     ) -> dict[str, Any]:
-        if operation not in self.operations:
-            known = ", ".join(self.operations)
-            raise InvalidInput(f"unknown algorithm {operation!r}; known: {known}")
+        declared = self.catalog.operation(operation)
+        if declared is None:
+            queue = self._check_remote(operation, operation.split(".", 1)[0])
+        else:
+            queue = self.operations[operation]
+            if len(audios) != declared.clips:
+                raise InvalidInput(f"{operation} takes {_clips(declared.clips)}, got {len(audios)}")
+            # Sent as given (typed): the worker owns the defaults.
+            checked = declared.validate(operation, options)
+            options = {name: checked[name] for name in options}
         payloads = [self.read_audio(audio) for audio in audios]
-        task, queue = f"speech.{operation}", self.operations[operation]
-        return unpack_all(self._rpc(task, queue, payloads, options, timeout))
+        return unpack_all(self._rpc(task_name(operation), queue, payloads, options, timeout))
+
+    def _check_remote(self, operation: str, queue: str) -> str:
+        """`queue`, when the broker has it although no algorithm here declares it (a plugin
+        installed on the workers only); InvalidInput otherwise."""
+        if queue in self._remote_queues:
+            return queue
+        known = ", ".join(self.operations)
+        if not REMOTE_NAME.match(operation) or self._backlog(queue) < 0:
+            raise InvalidInput(
+                f"unknown algorithm {operation[:80]!r}: not installed here and no queue of that"
+                f" name on the broker; known: {known}"
+            )
+        self._remote_queues[queue] = celeryconfig.algorithm_queue(queue)
+        return queue
 
     def read_audio(self, audio: Audio) -> bytes:
         """The bytes to send, checked against the payload limit before anything is sent."""
@@ -286,7 +325,7 @@ class Client:
                 # it is still queued when nobody waits for the answer any more.
                 # argsrepr/kwargsrepr: events (Flower) show "<WAV 88 kB>", never the audio.
                 return self.app.signature(task, args=args, kwargs=kwargs).apply_async(
-                    queue=queue,
+                    queue=self._remote_queues.get(queue, queue),
                     task_id=task_id,
                     reply_to=reply_to,
                     expires=_left(deadline),
@@ -347,6 +386,10 @@ class Client:
 
     def _where(self) -> str:
         return self.app.connection_for_write().as_uri()
+
+
+def _clips(n: int) -> str:
+    return {1: "one clip", 2: "two clips"}.get(n, f"{n} clips")
 
 
 def _left(deadline: float) -> float:

@@ -14,10 +14,6 @@ from typing import Any
 from producer import arrays, errors
 from producer.options import clips_for
 
-# Operations that take several clips have a Client method of their own (issue 3's
-# speaker verify); every other operation goes through Client.call with one clip.
-MULTI_CLIP_METHODS = {"speaker.verify": "speaker_verify"}
-
 # Most specific first: an error maps by the first class name in its MRO found here.
 # `Overloaded` is matched by name so this table works before and after it exists.
 HTTP_STATUS: dict[str, int] = {
@@ -91,10 +87,4 @@ def invoke(
         raise errors.InvalidInput(f"{operation} takes {count}, got {len(clips)}")
     if "timeout" in options:
         raise errors.InvalidOptions("timeout is the request's own field, not an option")
-    if len(clips) == 1:
-        return client.call(operation, clips[0], timeout=timeout, **options)
-    method = getattr(client, MULTI_CLIP_METHODS[operation])
-    try:
-        return method(*clips, timeout=timeout, **options)
-    except TypeError as exc:  # an option the method does not take
-        raise errors.InvalidOptions(f"{operation}: {exc}") from None
+    return client.call(operation, clips, timeout, **options)

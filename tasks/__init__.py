@@ -1,8 +1,13 @@
-"""Speech algorithms served as Celery tasks: `celery -A tasks worker -Q asr` (or vad,
-speaker, features, denoise: one queue per algorithm)."""
+"""Speech algorithms served as Celery tasks: `celery -A tasks worker -Q asr` (one queue per
+algorithm: the built-ins asr, vad, speaker, features, denoise, and every installed plugin's).
+"""
 
 import tasks.logs  # noqa: F401  (one log line per task)
-from tasks import asr, denoise, features, ping, speaker, vad  # noqa: F401  (registers the tasks)
-from tasks.base import app
+from producer.catalog import catalog
+from tasks import ping, plugins  # noqa: F401  (speech.ping; plugin errors said at start)
+from tasks.base import app, register
+
+for _algorithm in catalog().algorithms.values():
+    register(_algorithm)
 
 __all__ = ["app"]

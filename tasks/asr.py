@@ -7,8 +7,6 @@ import numpy as np
 
 from producer.errors import InvalidAudio
 from tasks.audio import SAMPLE_RATE, to_pcm16
-from tasks.base import audio_task
-from tasks.options import check_unknown
 
 FRAMES_PER_SECOND = 100  # pocketsphinx's feature frame rate
 # Shortest audio recognised: below about 66 ms pocketsphinx has too few feature frames to
@@ -77,13 +75,3 @@ def _result(words: list[dict[str, Any]], samples: np.ndarray) -> dict[str, Any]:
         "sample_rate": SAMPLE_RATE,
         "model": "pocketsphinx en-us",
     }
-
-
-# pocketsphinx runs at 0.2-0.5 x real time, so the longest audio (600 s) needs up to
-# ~300 s; its search is one C call that only the hard limit can stop. Both limits stay
-# far below RabbitMQ's consumer_timeout (30 min).
-@audio_task(name="speech.asr", queue="asr", warm=warm, soft_time_limit=300, time_limit=330)
-def asr(samples: np.ndarray, **options: Any) -> dict[str, Any]:
-    if options:
-        check_unknown("asr", options, set(), "asr takes no options")
-    return recognize(samples)

@@ -1,18 +1,22 @@
-"""The Celery app of the workers, and the decorator that turns a pure function into a task.
+"""The Celery app of the workers, and the tasks made from the algorithms' declarations.
 
-Heavy libraries (numpy, soundfile, pocketsphinx, ...) are imported by the task modules'
-functions, never at `import tasks` time; models are built and warmed once per worker
-process, before its first request.
+Every operation of every algorithm in the catalog (producer.algorithms: built-ins and
+plugins) becomes a task here. Heavy libraries (numpy, soundfile, pocketsphinx, torch, a
+plugin's model) are imported by the algorithms' functions, never at `import tasks` time;
+models are built and warmed once per worker process, after the fork, before its first
+request.
 """
 
 import logging
+import os
+import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from celery import Celery, signals
 
+from producer.algorithms import Algorithm, Operation, resolve, task_name
+from producer.catalog import catalog
 from producer.errors import InvalidOptions, ResultTooLarge
 
 log = logging.getLogger("speech.worker")
@@ -20,59 +24,60 @@ log = logging.getLogger("speech.worker")
 app = Celery("speech", task_cls="tasks.guard:SpeechTask")
 app.config_from_object("celeryconfig")
 
-# queue name -> functions that load and exercise that algorithm's models (several tasks,
-# e.g. speaker embed and verify, share one queue and one warmer)
-_warmers: dict[str, list[Callable[[], None]]] = {}
-_COUNTS = {1: "one audio argument", 2: "two audio arguments"}
+# queue name -> functions that load and exercise that algorithm's models
+_warmers: dict[str, list[str]] = {}
 # queues this worker consumes, recorded in the parent before the pool forks
 _served: list[str] = []
+# pool-process threads per queue (torch, BLAS): Celery scales by processes
+_threads: dict[str, int] = {}
 
 
-def audio_task(
-    *,
-    name: str,
-    queue: str,
-    warm: Callable[[], None],
-    soft_time_limit: float | None = None,
-    time_limit: float | None = None,
-    audio_args: int = 1,
-) -> Callable[[Callable[..., Any]], Any]:
-    """Register `fn(samples, ..., **options)` as the task `name` on `queue`.
+def register(algorithm: Algorithm) -> None:
+    """Make a task of each of `algorithm`'s operations, on the algorithm's queue."""
+    if algorithm.warm:
+        _warmers.setdefault(algorithm.name, []).append(algorithm.warm)
+    _threads[algorithm.name] = algorithm.resources.threads
+    for operation in algorithm.operations:
+        _register_operation(algorithm.key(operation), operation)
 
-    The task takes `audio_args` audio clips as bytes in any container, decodes each to
-    16 kHz mono (rejecting bad audio with InvalidAudio), and returns what `fn` returns.
-    """
 
-    def register(fn: Callable[..., Any]) -> Any:
-        warmers = _warmers.setdefault(queue, [])
-        if warm not in warmers:
-            warmers.append(warm)
+def _register_operation(key: str, operation: Operation) -> None:
+    name = task_name(key)
 
-        @app.task(
-            name=name,
-            soft_time_limit=soft_time_limit,
-            time_limit=time_limit,
-            typing=False,
-        )
-        @wraps(fn)
-        def run(*args: Any, **options: Any) -> Any:
-            from tasks.audio import decode
+    @app.task(
+        name=name,
+        soft_time_limit=operation.soft_time_limit,
+        time_limit=operation.time_limit,
+        typing=False,
+    )
+    def run(*args: Any, **options: Any) -> Any:
+        from tasks.audio import decode
 
-            if len(args) != audio_args:
-                raise InvalidOptions(f"{name} takes {_COUNTS[audio_args]}, got {len(args)}")
-            clips = [
-                decode(
-                    audio,
-                    max_seconds=app.conf.max_audio_seconds,
-                    max_bytes=app.conf.max_payload_bytes,
-                )
-                for audio in args
-            ]
-            return check_result_size(name, fn(*clips, **options))
+        if len(args) != operation.clips:
+            raise InvalidOptions(f"{key} takes {_count(operation.clips)}, got {len(args)}")
+        clips = [
+            decode(
+                audio, max_seconds=app.conf.max_audio_seconds, max_bytes=app.conf.max_payload_bytes
+            )
+            for audio in args
+        ]
+        return run_operation(key, clips, options)
 
-        return run
+    run.__doc__ = operation.help
 
-    return register
+
+def run_operation(key: str, clips: list[Any], options: dict[str, Any]) -> Any:
+    """What a task does once its audio is decoded: check the options against the
+    declaration, call the algorithm's pure function, bound the answer's size."""
+    operation = catalog().operation(key)
+    if operation is None:
+        raise InvalidOptions(f"this worker has no algorithm {key!r}")
+    checked = operation.validate(key, options)
+    return check_result_size(key, resolve(operation.function)(*clips, **checked))
+
+
+def _count(n: int) -> str:
+    return {1: "one audio argument", 2: "two audio arguments"}.get(n, f"{n} audio arguments")
 
 
 def check_result_size(name: str, result: Any) -> Any:
@@ -100,12 +105,25 @@ def wire_size(value: Any) -> int:
 
 
 def warm_models(queues: list[str]) -> None:
+    """Load and exercise the models of `queues` in this process, before it serves."""
+    threads = max((_threads.get(q, 1) for q in queues), default=1)
+    _limit_threads(threads)
     for queue in queues:
         for warm in _warmers.get(queue, []):
             log.info("warming %s", queue)
             start = time.perf_counter()
-            warm()
+            resolve(warm)()
             log.info("warmed %s in %.2f s", queue, time.perf_counter() - start)
+    _limit_threads(threads)  # again: loading a model may have changed it
+
+
+def _limit_threads(threads: int) -> None:
+    """Cap the numeric libraries' threads in this pool process, before they load: one
+    process per core is how Celery scales, and their own thread pools would fight it."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 @signals.celeryd_after_setup.connect

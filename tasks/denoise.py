@@ -5,43 +5,33 @@ from typing import Any
 
 import numpy as np
 
-from producer.errors import InvalidOptions
 from tasks.audio import SAMPLE_RATE
-from tasks.base import audio_task
-from tasks.options import check_range, check_unknown
 
 FORMATS = {"wav": "WAV", "flac": "FLAC"}
-DEFAULTS: dict[str, Any] = {"stationary": False, "prop_decrease": 1.0, "format": "wav"}
 # Level reported for digital silence, instead of -inf (not a msgpack/JSON number).
 FLOOR_DB = -120.0
 
 
 def warm() -> None:
     noise = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE).astype(np.float32)
-    reduce(noise)
+    reduce(noise, stationary=False, prop_decrease=1.0, format="wav")
 
 
 def _db(energy: float) -> float:
     return round(max(FLOOR_DB, 10 * float(np.log10(max(energy, 1e-30)))), 2)
 
 
-def reduce(samples: np.ndarray, **options: Any) -> dict[str, Any]:
-    """Gate the noise out of 16 kHz mono samples.
+def reduce(
+    samples: np.ndarray, *, stationary: bool, prop_decrease: float, format: str
+) -> dict[str, Any]:
+    """Gate the noise out of 16 kHz mono samples (options as in producer/builtins.py).
 
     Returns the cleaned samples and how much was removed: the removed signal's level
     (dBFS) and its share of the input's energy (dB, 0 = everything removed).
     """
     import noisereduce
 
-    check_unknown("denoise", options, set(DEFAULTS))
-    opts = {**DEFAULTS, **options}
-    if not isinstance(opts["format"], str) or opts["format"] not in FORMATS:
-        raise InvalidOptions(
-            f"option format must be one of {list(FORMATS)}, got {opts['format']!r}"
-        )
-    if not isinstance(opts["stationary"], bool):
-        raise InvalidOptions("option stationary must be true or false")
-    check_range("prop_decrease", opts["prop_decrease"], 0.0, 1.0)
+    opts = {"stationary": stationary, "prop_decrease": prop_decrease, "format": format}
     # Stationary gating estimates one noise profile for the whole clip (steady hiss, hum);
     # non-stationary tracks a moving noise floor (2 s time constant).
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 on silence: handled below
@@ -74,9 +64,8 @@ def encode(samples: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-# Spectral gating runs at ~1/30 of real time; 600 s of audio needs ~20 s.
-@audio_task(name="speech.denoise", queue="denoise", warm=warm, soft_time_limit=120, time_limit=150)
 def denoise(samples: np.ndarray, **options: Any) -> dict[str, Any]:
+    """The `denoise` operation: reduce's cleaned audio encoded as WAV or FLAC bytes."""
     result = reduce(samples, **options)
     fmt = result["options"]["format"]
     return {

@@ -11,14 +11,11 @@ import numpy as np
 from producer.arrays import pack
 from producer.errors import InvalidOptions
 from tasks.audio import SAMPLE_RATE
-from tasks.base import audio_task
-from tasks.options import check_range, check_unknown
 
 KINDS = ("mfcc", "logmel", "f0", "rms")
 N_FFT = 512  # 32 ms analysis window at 16 kHz, the usual speech front end
 F0_FRAME = 1024  # pyin needs two periods of its lowest pitch (65 Hz) in a frame
 F0_RANGE = (65.0, 500.0)  # Hz: low male voice to high child voice
-DEFAULTS: dict[str, Any] = {"include": ["mfcc", "rms"], "n_mfcc": 13, "n_mels": 64, "hop": 160}
 
 # Cost budget, checked before any work. Measured on 2 shared cores: the spectral features
 # (mfcc, logmel, rms) cost 3-6 MB and 15-40 ms per 1,000 frames; pyin (f0) 3-4 s per
@@ -36,40 +33,27 @@ ARRAY_OVERHEAD = 64
 def warm() -> None:
     # The first calls build mel filterbanks and JIT-compile pyin's numba kernels.
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
-    extract((0.1 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), include=list(KINDS))
+    extract(
+        (0.1 * np.sin(2 * np.pi * 150 * t)).astype(np.float32),
+        include=list(KINDS), n_mfcc=13, n_mels=64, hop=160,
+    )  # fmt: skip
 
 
-def _options(options: dict[str, Any]) -> dict[str, Any]:
-    check_unknown("features", options, set(DEFAULTS))
-    opts = {**DEFAULTS, **options}
-    include = opts["include"]
-    if isinstance(include, str):
-        include = [include]
-    if not isinstance(include, (list, tuple)) or not include:
-        raise InvalidOptions(f"option include must be a non-empty list of {list(KINDS)}")
-    bad = [k for k in include if k not in KINDS]
-    if bad:
-        raise InvalidOptions(f"unknown features {bad}; choose from {list(KINDS)}")
-    opts["include"] = [k for k in KINDS if k in include]  # fixed order, no duplicates
-    for name, low, high in (("n_mfcc", 1, 128), ("n_mels", 8, 256), ("hop", 32, 4096)):
-        if not isinstance(opts[name], int) or isinstance(opts[name], bool):
-            raise InvalidOptions(f"option {name} must be an integer, got {opts[name]!r}")
-        check_range(name, opts[name], low, high)
-    if opts["n_mfcc"] > opts["n_mels"]:
-        raise InvalidOptions("option n_mfcc cannot exceed n_mels")
-    return opts
-
-
-def extract(samples: np.ndarray, **options: Any) -> dict[str, Any]:
-    """The chosen features of 16 kHz mono samples, as float32 numpy arrays.
+def extract(
+    samples: np.ndarray, *, include: list[str], n_mfcc: int, n_mels: int, hop: int
+) -> dict[str, Any]:
+    """The chosen features of 16 kHz mono samples, as float32 numpy arrays. Options as
+    declared in producer/builtins.py (`include` in KINDS order), checked there.
 
     mfcc: (n_mfcc, frames); logmel: (n_mels, frames) in dB re the clip's peak;
     f0: (frames,) Hz with NaN where unvoiced, plus voiced_probability; rms: (frames,).
     """
     import librosa
 
-    opts = _options(options)
-    hop, sr = opts["hop"], SAMPLE_RATE
+    if n_mfcc > n_mels:
+        raise InvalidOptions("option n_mfcc cannot exceed n_mels")
+    opts = {"include": include, "n_mfcc": n_mfcc, "n_mels": n_mels, "hop": hop}
+    sr = SAMPLE_RATE
     check_budget(len(samples), opts)
     out: dict[str, Any] = {}
     if "mfcc" in opts["include"] or "logmel" in opts["include"]:
@@ -167,12 +151,8 @@ def pitch(samples: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
     return f0, voiced
 
 
-# pyin is the slow part (~0.25 x real time on one core: 600 s of audio ~150 s, more on a
-# busy core); the rest is ~100x faster. Both limits stay far below consumer_timeout.
-@audio_task(
-    name="speech.features", queue="features", warm=warm, soft_time_limit=420, time_limit=480
-)
 def features(samples: np.ndarray, **options: Any) -> dict[str, Any]:
+    """The `features` operation: extract's arrays packed for the wire, with the frame grid."""
     result = extract(samples, **options)
     return {
         **{name: pack(arr) for name, arr in result["features"].items()},

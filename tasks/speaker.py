@@ -8,13 +8,7 @@ import numpy as np
 from producer.arrays import pack
 from producer.errors import InvalidAudio
 from tasks.audio import SAMPLE_RATE
-from tasks.base import audio_task
-from tasks.options import check_range, check_unknown
 
-# Cosine score at or above which two clips are called the same speaker. GE2E embeddings
-# of one flite voice scored 0.80-0.94 across sentences, different voices 0.49-0.73:
-# the midpoint. Calibrate it on your own speakers: the score is what the model knows.
-DEFAULT_THRESHOLD = 0.77
 # Below this much speech (after Resemblyzer trims silences) an embedding is noise.
 MIN_SPEECH_SECONDS = 0.5
 
@@ -76,12 +70,8 @@ def verify_pair(a: np.ndarray, b: np.ndarray, threshold: float) -> dict[str, Any
 MODEL = "resemblyzer GE2E (256-d)"
 
 
-# ~0.05 s per second of speech once warm; a 600 s clip stays far below the soft limit.
-@audio_task(
-    name="speech.speaker.embed", queue="speaker", warm=warm, soft_time_limit=90, time_limit=120
-)
-def speaker_embed(samples: np.ndarray, **options: Any) -> dict[str, Any]:
-    check_unknown("speaker embed", options, set())
+def embedding(samples: np.ndarray) -> dict[str, Any]:
+    """speaker.embed: the voice's embedding (packed float32), seconds of speech, duration."""
     vector, speech = embed(samples)
     return {
         "embedding": pack(vector),
@@ -91,15 +81,7 @@ def speaker_embed(samples: np.ndarray, **options: Any) -> dict[str, Any]:
     }
 
 
-@audio_task(
-    name="speech.speaker.verify",
-    queue="speaker",
-    warm=warm,
-    soft_time_limit=120,
-    time_limit=150,
-    audio_args=2,
-)
-def speaker_verify(a: np.ndarray, b: np.ndarray, **options: Any) -> dict[str, Any]:
-    check_unknown("speaker verify", options, {"threshold"})
-    threshold = check_range("threshold", options.get("threshold", DEFAULT_THRESHOLD), -1.0, 1.0)
+def verify(a: np.ndarray, b: np.ndarray, *, threshold: float) -> dict[str, Any]:
+    """speaker.verify: the cosine score of two clips' voices, and whether it reaches
+    `threshold`."""
     return {**verify_pair(a, b, threshold), "model": MODEL}

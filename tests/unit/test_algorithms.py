@@ -8,9 +8,11 @@ import pytest
 from producer.cli_algorithms import jsonable
 from producer.errors import InvalidOptions
 from producer.transcribe import merge, split_long
+from tasks.base import run_operation
 from tasks.denoise import reduce
 from tasks.features import extract
-from tasks.vad import detect, find_segments
+from tasks.vad import find_segments
+from tests.helpers import options
 from tests.signals import clip, snr_db, stitch, white_noise
 
 WINDOW = 0.032
@@ -42,35 +44,37 @@ def test_segments_from_probabilities() -> None:
 
 def test_vad_on_speech_silence_speech() -> None:
     audio, spans = stitch([0.5, clip("fox_kal16.wav"), 2.0, clip("numbers_rms.wav"), 0.5])
-    found = detect(audio, pad=0.0)["segments"]
+    found = run_operation("vad", [audio], {"pad": 0.0})["segments"]
     assert len(found) == 2
     edges = [t for s in found for t in (s["start"], s["end"])]
     assert edges == pytest.approx([t for span in spans for t in span], abs=0.25)
-    with pytest.raises(InvalidOptions, match="vad options are"):
-        detect(audio, threhsold=0.3)
+    with pytest.raises(InvalidOptions, match="vad options are .*; unknown: \\['threhsold'\\]"):
+        run_operation("vad", [audio], {"threhsold": 0.3})
 
 
 def test_denoise_reduces_white_noise() -> None:
     clean, _ = stitch([0.3, clip("weather_kal16.wav"), 0.3])
     noisy = clean + white_noise(len(clean), float(np.sqrt(np.mean(clean**2))), seed=3)
-    out = reduce(noisy)
+    out = reduce(noisy, **options("denoise"))
     assert snr_db(clean, out["samples"]) > snr_db(clean, noisy) + 1.5
     # Digital silence stays silence (the gate computes 0/0 there), reported without -inf
-    silent = reduce(np.zeros(16000, np.float32))
+    silent = reduce(np.zeros(16000, np.float32), **options("denoise"))
     assert not silent["samples"].any() and silent["removed_dbfs"] == -120.0
 
 
 def test_feature_options_are_checked() -> None:
     x = np.zeros(1600, np.float32)
-    assert set(extract(x, include="rms")["features"]) == {"rms", "times"}
+    assert set(extract(x, **options("features", include="rms"))["features"]) == {"rms", "times"}
     for bad, message in [
-        ({"include": []}, "non-empty list"),
+        ({"include": []}, "include must be a list of 1 to 32 items"),
+        ({"include": ["rms", "pitch"]}, "include must be a list of \\['mfcc'"),
         ({"n_mfcc": 100, "n_mels": 40}, "cannot exceed n_mels"),
         ({"hop": 1.5}, "hop must be an integer"),
+        ({"hop": 8}, "hop must be between 32 and 4096"),
         ({"fmax": 3}, "unknown: \\['fmax'\\]"),
     ]:
         with pytest.raises(InvalidOptions, match=message):
-            extract(x, **bad)
+            run_operation("features", [x], bad)
 
 
 def test_split_long_segments_and_merge_on_the_recording_clock() -> None:

@@ -11,7 +11,10 @@ from pathlib import Path
 from tests.helpers import REPO
 
 PACKAGES = ("producer", "tasks")
-SHARED = {"producer", "producer.errors", "producer.arrays", "producer.topology"}
+SHARED = {
+    "producer", "producer.errors", "producer.arrays", "producer.topology",
+    "producer.algorithms", "producer.builtins", "producer.catalog",
+}  # fmt: skip
 
 
 def _module(path: Path) -> str:

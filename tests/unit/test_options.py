@@ -1,10 +1,14 @@
 """The gateway's option parsing and streaming form reader: pure functions, no server."""
 
+import inspect
+
 import pytest
 
 import celeryconfig
+from producer.algorithms import resolve
+from producer.catalog import catalog
 from producer.errors import InvalidInput, InvalidOptions, Overloaded, PayloadTooLarge
-from producer.options import OPERATIONS, clips_for, parse_options
+from producer.options import clips_for, parse_options
 from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget
 
 CTYPE = "multipart/form-data; boundary=XyZ"
@@ -27,21 +31,25 @@ def read(body: bytes, max_bytes: int = 10_000, clips: int = 1, fields: int = 4, 
     return reader.finish()
 
 
-def test_operations_match_the_workers_options() -> None:
-    # The gateway types options the workers define: names, defaults and choices agree.
-    from tasks import denoise, features, vad
+def test_every_declared_operation_is_a_routed_task_whose_function_takes_its_options() -> None:
+    from tasks import features
+    from tasks.denoise import FORMATS
 
-    routes = {task.removeprefix("speech.") for task in celeryconfig.task_routes}
-    assert set(OPERATIONS) == routes
-    assert set(OPERATIONS["vad"]) == set(vad.DEFAULTS)
-    assert set(OPERATIONS["features"]) == set(features.DEFAULTS)
-    assert set(OPERATIONS["denoise"]) == set(denoise.DEFAULTS)
-    assert OPERATIONS["features"]["include"].choices == features.KINDS
-    assert OPERATIONS["denoise"]["format"].choices == tuple(denoise.FORMATS)
-    # Every worker default is a value the gateway accepts.
-    for operation, module in (("vad", vad), ("features", features), ("denoise", denoise)):
-        text = [(name, _json(value)) for name, value in module.DEFAULTS.items()]
-        assert parse_options(operation, text) == module.DEFAULTS
+    operations = catalog().operations
+    routes = {
+        task.removeprefix("speech."): route["queue"]
+        for task, route in celeryconfig.task_routes.items()
+    }
+    assert routes == {key: algorithm.name for key, (algorithm, _) in operations.items()}
+    for key, (_, operation) in operations.items():
+        defaults = operation.validate(key, {})
+        # the function accepts its clips and every declared option by name
+        inspect.signature(resolve(operation.function)).bind(*[None] * operation.clips, **defaults)
+        # every default, sent as text by the gateway or the CLI, reads back as itself
+        text = [(name, _json(value)) for name, value in defaults.items()]
+        assert parse_options(key, text) == defaults
+    assert operations["features"][1].options["include"].choices == features.KINDS
+    assert operations["denoise"][1].options["format"].choices == tuple(FORMATS)
     assert clips_for("speaker.verify") == 2 and clips_for("asr") == 1
 
 
@@ -60,8 +68,9 @@ def _json(value: object) -> str:
         ("denoise", [("format", '["wav"]')], "option format must be one of ['wav', 'flac']"),
         ("denoise", [("stationary", "1")], "option stationary must be true or false"),
         ("features", [("hop", "160.5")], "option hop must be an integer"),
-        ("features", [("include", '["mfcc", 3]')], "option include must be a non-empty list"),
-        ("features", [("include", "[]")], "option include must be a non-empty list"),
+        ("features", [("include", '["mfcc", 3]')], "option include must be a list of ['mfcc'"),
+        ("features", [("include", "[]")], "option include must be a list of 1 to 32 items"),
+        ("vad", [("threshold", "1e30")], "option threshold must be between 0.15 and 1, got 1e+30"),
         ("vad", [("threshold", "1e999")], "option threshold must be a finite number"),
         ("vad", [("threshold", "NaN")], "option threshold must be a number, got str 'NaN'"),
         ("vad", [("threshold", "0.5"), ("threshold", "0.6")], "option threshold is given twice"),
@@ -84,8 +93,8 @@ def test_good_options_are_typed() -> None:
         "format": "flac",
         "stationary": True,
     }
-    # numbers outside a worker's range pass here: the worker names its range
-    assert parse_options("vad", [("threshold", "1e30")]) == {"threshold": 1e30}
+    # an algorithm declared only on the workers: its options are typed, its worker checks them
+    assert parse_options("kws", [("keywords", '["hello"]')]) == {"keywords": ["hello"]}
 
 
 def test_form_reader_reads_clips_and_fields_in_any_chunking() -> None:

@@ -10,12 +10,12 @@ import soundfile as sf
 from kombu.message import Message
 
 import tasks  # noqa: F401  (registers every task)
+from producer.catalog import catalog
 from producer.errors import InvalidOptions, ResultTooLarge
-from tasks.base import app, check_result_size, wire_size
-from tasks.denoise import reduce
-from tasks.features import MAX_F0_FRAMES, MAX_FRAMES, _options, check_budget, extract
+from tasks.base import app, check_result_size, run_operation, wire_size
+from tasks.features import MAX_F0_FRAMES, MAX_FRAMES, check_budget, extract
 from tasks.guard import WorkerRequest
-from tasks.options import check_unknown
+from tests.helpers import options as _options
 
 MINUTES_10 = 600 * 16000
 
@@ -40,22 +40,22 @@ MINUTES_10 = 600 * 16000
     ],
 )
 def test_options_beyond_the_budget_are_refused_before_any_work(options: dict, message: str) -> None:
-    opts = _options(options)
+    opts = _options("features", **options)
     with pytest.raises(InvalidOptions, match=message):
         check_budget(MINUTES_10, opts)
 
 
 def test_the_defaults_fit_the_budget_on_the_longest_audio() -> None:
-    check_budget(MINUTES_10, _options({}))
-    check_budget(MINUTES_10, _options({"include": ["mfcc", "logmel", "rms"], "n_mels": 128}))
-    check_budget(MINUTES_10, _options({"include": ["f0", "rms"], "hop": 320}))
+    check_budget(MINUTES_10, _options("features"))
+    check_budget(MINUTES_10, _options("features", include=["mfcc", "logmel", "rms"], n_mels=128))
+    check_budget(MINUTES_10, _options("features", include=["f0", "rms"], hop=320))
     assert MAX_F0_FRAMES < MAX_FRAMES
 
 
 def test_extract_checks_the_budget_with_the_real_duration() -> None:
     samples = np.zeros(MINUTES_10, np.float32)
     with pytest.raises(InvalidOptions, match="raise hop"):
-        extract(samples, include=["f0"], hop=32)
+        extract(samples, **_options("features", include=["f0"], hop=32))
 
 
 def test_f0_in_chunks_matches_the_whole_clip() -> None:
@@ -94,7 +94,7 @@ def test_answers_bigger_than_the_broker_takes_are_refused_with_a_typed_error() -
 def test_unknown_options_give_a_short_error_however_many() -> None:
     options = {f"option{i:05d}": i for i in range(10_000)}
     with pytest.raises(InvalidOptions) as caught:
-        check_unknown("vad", options, {"threshold"})
+        catalog().operation("vad").validate("vad", options)
     assert "and 9990 more" in str(caught.value) and len(str(caught.value)) < 400
     # asr's own check too, once the audio decoded
     wav = io.BytesIO()
@@ -105,7 +105,7 @@ def test_unknown_options_give_a_short_error_however_many() -> None:
 
 def test_a_format_of_the_wrong_type_is_invalid_options() -> None:
     with pytest.raises(InvalidOptions, match="format must be one of"):
-        reduce(np.zeros(1600, np.float32), format=["wav"])
+        run_operation("denoise", [np.zeros(1600, np.float32)], {"format": ["wav"]})
 
 
 def _message(**headers: object) -> Message:

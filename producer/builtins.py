@@ -1,0 +1,132 @@
+"""The built-in algorithms, declared the way a plugin declares its own (producer.algorithms).
+
+Time limits: each hard limit stays far below RabbitMQ's consumer_timeout (30 min) for
+late-acked requests; the figures are for the longest audio (600 s) on a busy core.
+"""
+
+from producer.algorithms import Algorithm, Operation, Option, Resources
+
+SECONDS = {"low": 0.0, "high": 60.0}
+
+ASR = Algorithm(
+    name="asr",
+    summary="speech recognition (pocketsphinx, US English): text and timed words",
+    warm="tasks.asr:warm",
+    # pocketsphinx runs at 0.2-0.5 x real time: 600 s needs up to ~300 s, in one C call
+    # that only the hard limit can stop.
+    operations=(
+        Operation(
+            function="tasks.asr:recognize",
+            help="transcribe speech: text, words with start/end/confidence, duration",
+            soft_time_limit=300,
+            time_limit=330,
+        ),
+    ),
+)
+
+VAD = Algorithm(
+    name="vad",
+    summary="voice activity detection (Silero VAD): speech segments in seconds",
+    warm="tasks.vad:warm",
+    # ~1/60 of real time: 600 s of audio takes ~10 s even on a busy core.
+    operations=(
+        Operation(
+            function="tasks.vad:detect",
+            help="find the speech: segments [{start, end}], duration, seconds of speech",
+            options={
+                # the low end is the hysteresis below the threshold (tasks/vad.py)
+                "threshold": Option("number", 0.5, "speech probability", low=0.15, high=1.0),
+                "min_speech": Option("number", 0.25, "shortest segment kept, s", **SECONDS),
+                "min_silence": Option("number", 0.3, "shortest pause that ends one, s", **SECONDS),
+                "pad": Option("number", 0.05, "silence kept around each segment, s", **SECONDS),
+            },
+            soft_time_limit=60,
+            time_limit=90,
+        ),
+    ),
+)
+
+SPEAKER = Algorithm(
+    name="speaker",
+    summary="speaker embeddings and verification (Resemblyzer GE2E, 256-d, PyTorch)",
+    warm="tasks.speaker:warm",
+    resources=Resources(threads=1, memory_mb=600),
+    # ~0.05 s per second of speech once warm.
+    operations=(
+        Operation(
+            name="embed",
+            function="tasks.speaker:embedding",
+            help="a 256-d L2-normalised voice embedding",
+            soft_time_limit=90,
+            time_limit=120,
+        ),
+        Operation(
+            name="verify",
+            function="tasks.speaker:verify",
+            help="do two clips hold the same voice? cosine score and verdict",
+            clips=2,
+            options={
+                # GE2E embeddings of one flite voice scored 0.80-0.94 across sentences,
+                # different voices 0.49-0.73: the midpoint. Calibrate it on your own
+                # speakers: the score is what the model knows.
+                "threshold": Option(
+                    "number", 0.77, "cosine score for 'same speaker'", low=-1.0, high=1.0
+                ),
+            },
+            soft_time_limit=120,
+            time_limit=150,
+        ),
+    ),
+)
+
+FEATURES = Algorithm(
+    name="features",
+    summary="frame-wise MFCC, log-mel, f0 (pyin) and RMS (librosa)",
+    warm="tasks.features:warm",
+    # pyin is the slow part (~0.25 x real time on one core: 600 s ~150 s, more when busy).
+    operations=(
+        Operation(
+            function="tasks.features:features",
+            help="features on one frame grid, with each frame's time",
+            options={
+                "include": Option(
+                    "choices",
+                    ["mfcc", "rms"],
+                    "features to compute",
+                    choices=("mfcc", "logmel", "f0", "rms"),
+                ),
+                "n_mfcc": Option("integer", 13, "MFCC coefficients", low=1, high=128),
+                "n_mels": Option("integer", 64, "mel bands", low=8, high=256),
+                "hop": Option("integer", 160, "frame step in samples at 16 kHz", low=32, high=4096),
+            },
+            soft_time_limit=420,
+            time_limit=480,
+        ),
+    ),
+)
+
+DENOISE = Algorithm(
+    name="denoise",
+    summary="noise reduction by spectral gating (noisereduce): cleaned WAV or FLAC",
+    warm="tasks.denoise:warm",
+    # ~1/30 of real time: 600 s of audio needs ~20 s.
+    operations=(
+        Operation(
+            function="tasks.denoise:denoise",
+            help="the cleaned audio and how much noise was removed",
+            options={
+                "format": Option(
+                    "choice", "wav", "container of the answer", choices=("wav", "flac")
+                ),
+                "stationary": Option("flag", False, "one noise profile for the whole clip"),
+                "prop_decrease": Option(
+                    "number", 1.0, "share of the noise removed", low=0.0, high=1.0
+                ),
+            },
+            soft_time_limit=120,
+            time_limit=150,
+        ),
+    ),
+)
+
+BUILTINS: tuple[Algorithm, ...] = (ASR, VAD, SPEAKER, FEATURES, DENOISE)
