@@ -192,6 +192,26 @@ bridge_delivery_limit = _env_int("SPEECH_BRIDGE_DELIVERY_LIMIT", 1)
 # Replies larger than this are answered with PayloadTooLarge instead: RabbitMQ's default
 # max_message_size (3.10: 128 MiB); set it to the broker's own value if that is lower.
 bridge_max_reply_bytes = _env_int("SPEECH_BRIDGE_MAX_REPLY_BYTES", 128 * 1024 * 1024)
+# --- Recordings and jobs (the gateway's /v1/transcribe and /v1/jobs) ----------------------
+# The largest recording /v1/transcribe and a transcribe job take (an hour of 16 kHz 16-bit
+# mono WAV is 115 MB); it is spooled to the data folder while counted, never held in memory.
+max_recording_bytes = _env_int("SPEECH_MAX_RECORDING_BYTES", 128 * 1024 * 1024)
+# Where the gateway keeps spooled uploads and, by default, its job store (a SQLite file).
+data_dir = _env("SPEECH_DATA_DIR", "speech-data")
+# The job store: "" = SQLite in the data folder; a postgresql:// URL lets several gateways
+# share jobs (each runs any of them; a dead gateway's jobs are taken over).
+jobs_db = _env("SPEECH_JOBS_DB", "")
+# Jobs one gateway runs at once, in its own threads.
+job_threads = _env_int("SPEECH_JOB_THREADS", 2)
+# Seconds a gateway's claim on a running job lasts without a heartbeat (a third of it):
+# a gateway that dies mid-job leaves it to another gateway after this long.
+job_lease = _env_float("SPEECH_JOB_LEASE", 30.0)
+# Seconds a finished job (done, failed, cancelled) is kept before it is removed.
+job_retention = _env_float("SPEECH_JOB_RETENTION", 86400.0)
+# Secret for the HMAC-SHA256 signature of job callbacks; jobs with a callback need it.
+callback_secret = _env("SPEECH_CALLBACK_SECRET", "")
+# Attempts to deliver a job's callback (backing off from 1 s up to 5 min) before giving up.
+callback_attempts = _env_int("SPEECH_CALLBACK_ATTEMPTS", 10)
 # --- Operations: events, task logs, Flower, status --------------------------------------
 # The producer announces each task (task-sent event) with its queue and routing key, so
 # Flower can show which queue a task went to; workers only add their own events while

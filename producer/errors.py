@@ -9,6 +9,8 @@ SpeechError                 root: catch this to catch everything the platform ra
  |    +-- InvalidAudio      audio that cannot be decoded, is empty or is too long
  |    +-- InvalidOptions    unknown options or arguments of the wrong type
  |    +-- ResultTooLarge    the answer would be bigger than the broker carries
+ |    +-- UnknownJob        no job has that id (never made, or removed after retention)
+ +-- StoreUnavailable      the job store (SQLite file, PostgreSQL) cannot be used
  +-- RemoteError           the algorithm failed on the worker for another reason
 
 Workers raise InvalidAudio, InvalidOptions and ResultTooLarge; they travel back through the result
@@ -51,6 +53,14 @@ class InvalidOptions(InvalidInput):
 
 class ResultTooLarge(InvalidInput):
     """Raised when a result would exceed the largest message the broker takes."""
+
+
+class UnknownJob(InvalidInput):
+    """Raised when no job has the id asked for: never made, or removed after its retention."""
+
+
+class StoreUnavailable(SpeechError):
+    """Raised when the job store (SQLite file or PostgreSQL) cannot be reached or used."""
 
 
 class RemoteError(SpeechError):

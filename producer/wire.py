@@ -18,6 +18,8 @@ from producer.options import clips_for
 # `Overloaded` is matched by name so this table works before and after it exists.
 HTTP_STATUS: dict[str, int] = {
     "PayloadTooLarge": 413,
+    "UnknownJob": 404,
+    "StoreUnavailable": 503,
     "InvalidAudio": 415,
     "InvalidOptions": 400,
     "InvalidInput": 400,
@@ -87,4 +89,8 @@ def invoke(
         raise errors.InvalidInput(f"{operation} takes {count}, got {len(clips)}")
     if "timeout" in options:
         raise errors.InvalidOptions("timeout is the request's own field, not an option")
+    if operation == "transcribe":  # run by the producer itself: vad, then asr in parallel
+        from producer.operations import transcribe
+
+        return transcribe(client, clips[0], timeout, options)
     return client.call(operation, clips, timeout, **options)

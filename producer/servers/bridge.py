@@ -128,7 +128,7 @@ class Bridge:
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="bridge-call")
         # One queue per operation: rpc.asr, and rpc.speaker.verify once operations exist.
         prefix = celeryconfig.bridge_queue_prefix
-        self.queues = {f"{prefix}{op}": op for op in wire.operations(client)}
+        self.queues = {f"{prefix}{op}": op for op in [*wire.operations(client), "transcribe"]}
         self.stopping = threading.Event()
         self.in_flight = 0  # touched only on the connection's thread
         # The Client's effective URL list (an explicit --broker beats CELERY_BROKER_URL).

@@ -42,6 +42,7 @@ from producer import wire
 from producer.client import Client
 from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
 from producer.options import check_timeout, clips_for, fields_for, parse_options
+from producer.servers import jobs as recordings
 from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
 
 STATIC = Path(__file__).with_name("static")
@@ -159,6 +160,9 @@ def create_app(
         alive = sum(q["alive"] for q in queues.values())
         status = "ok" if alive == len(queues) else "degraded" if alive else "down"
         return JSONResponse({"status": status, "queues": queues}, 200 if status == "ok" else 503)
+
+    # /v1/transcribe and /v1/jobs (producer/servers/jobs.py), before /v1/{algorithm}
+    recordings.install(app, client, calls=calls, authorized=authorized)
 
     @app.post(
         "/v1/{algorithm}",
@@ -321,6 +325,7 @@ def serve(client: Client, args: argparse.Namespace) -> int:
     import uvicorn
 
     app = create_app(client)
+    app.state.jobs.start()  # this process runs jobs from the store (producer/jobrunner.py)
     host = args.host or celeryconfig.gateway_host
     port = celeryconfig.gateway_port if args.port is None else args.port
     uvicorn.run(
@@ -331,6 +336,7 @@ def serve(client: Client, args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=args.access_log,
     )
+    app.state.jobs.stop()
     return 0
 
 

@@ -1,0 +1,269 @@
+"""The gateway's routes for recordings and jobs.
+
+- `POST /v1/transcribe`: a recording of any length (up to SPEECH_MAX_RECORDING_BYTES),
+  transcribed while the caller waits; the upload is spooled to the data folder as it
+  arrives (transcribe reads its windows from a file), counted, and removed afterwards.
+- `POST /v1/jobs`: the same upload rules for any operation (or `transcribe`), named by the
+  `algorithm` field; answered 202 at once with the job's id. The job is stored (state and
+  audio) only once everything about the request has been checked, and runs on the job
+  threads of whichever gateway sharing the store claims it (producer.jobrunner).
+- `GET /v1/jobs/{id}`: state, progress, result or error; `DELETE /v1/jobs/{id}` cancels.
+"""
+
+import asyncio
+import logging
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse
+
+import celeryconfig
+from producer import operations, wire
+from producer.errors import InvalidAudio, InvalidInput, UnknownJob
+from producer.jobrunner import JobRunner
+from producer.jobstore import JobStore
+from producer.options import check_timeout, clips_for
+from producer.servers.spool import MULTIPART_SLACK, Spool, SpooledBody, SpooledForm, too_large
+
+RAW_TYPES = {"", "application/octet-stream"}
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_CALLBACK_CHARS = 2048
+RECORDING_SETTING = "SPEECH_MAX_RECORDING_BYTES"
+PAYLOAD_SETTING = "SPEECH_MAX_PAYLOAD_BYTES"
+JOB_FIELDS = ("algorithm", "callback")  # a job's own fields, besides its options
+
+
+class Jobs:
+    """The gateway's job store and runner, made on first use (create_app stays cheap)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.data_dir = Path(celeryconfig.data_dir)
+        self.spool_dir = self.data_dir / "spool"
+        self._lock = threading.Lock()
+        self._store: JobStore | None = None
+        self._runner: JobRunner | None = None
+
+    @property
+    def store(self) -> JobStore:
+        with self._lock:
+            if self._store is None:
+                self._store = JobStore(celeryconfig.jobs_db, self.data_dir)
+            return self._store
+
+    @property
+    def runner(self) -> JobRunner:
+        store = self.store
+        with self._lock:
+            if self._runner is None:
+                self._runner = JobRunner(
+                    self.client,
+                    store,
+                    self.spool_dir,
+                    threads=celeryconfig.job_threads,
+                    lease=celeryconfig.job_lease,
+                    retention=celeryconfig.job_retention,
+                    secret=celeryconfig.callback_secret,
+                    callback_attempts=celeryconfig.callback_attempts,
+                )
+            return self._runner
+
+    def start(self) -> None:
+        """Run jobs in this process (the `serve` command; an app made for tests does not)."""
+        log = logging.getLogger("speech.jobs")
+        if not log.handlers:  # uvicorn configures only its own loggers
+            handler = logging.StreamHandler()
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+        self.runner.start()
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.stop()
+
+    def wake(self) -> None:
+        if self._runner is not None:
+            self._runner.wake()
+
+
+def install(app: FastAPI, client: Any, *, calls: ThreadPoolExecutor, authorized: Depends) -> Jobs:
+    """Add the routes to `app`, before its `/v1/{algorithm}` route (which would take them)."""
+    jobs = Jobs(client)
+    app.state.jobs = jobs
+    most_clips = max(clips_for(name) for name in operations.names())
+    most_fields = max(
+        len(operations.TRANSCRIBE_OPERATION.options) + 1,
+        *(len(op.options) + 1 for _, op in client.catalog.operations.values()),
+    ) + len(JOB_FIELDS)
+
+    @app.post("/v1/transcribe", dependencies=[authorized])
+    async def transcribe(request: Request) -> JSONResponse:
+        """Transcribe a recording of any length: vad, then asr on its speech in parallel."""
+        started = time.monotonic()
+        spool = Spool(jobs.spool_dir)
+        try:
+            limit = celeryconfig.max_recording_bytes
+            check_query = lambda items: operations.parse(operations.TRANSCRIBE, items)  # noqa: E731
+            paths, fields = await _receive(
+                request, spool, limit, RECORDING_SETTING, 1, most_fields, check_query
+            )
+            options = operations.parse(operations.TRANSCRIBE, fields)
+            timeout = _timeout(options.pop("timeout", None))
+
+            def run() -> Any:
+                result = operations.transcribe(client, str(paths[0]), timeout, options)
+                return wire.plain(result, binary=False)
+
+            result = await asyncio.get_running_loop().run_in_executor(calls, run)
+        finally:
+            spool.close()
+        seconds = round(time.monotonic() - started, 4)
+        return JSONResponse({"algorithm": "transcribe", "result": result, "seconds": seconds})
+
+    @app.post("/v1/jobs", dependencies=[authorized], status_code=202)
+    async def submit(request: Request) -> JSONResponse:
+        """Start a job: multipart with `algorithm`, `audio`, its options, optional `callback`."""
+        spool = Spool(jobs.spool_dir)
+        try:
+            named = [v for k, v in request.query_params.multi_items() if k == "algorithm"]
+            limit, setting = _limit(named[0] if named else "")
+            paths, fields = await _receive(request, spool, limit, setting, most_clips, most_fields)
+            operation, callback, options = _job_request(fields)
+            wanted = clips_for(operation)
+            if len(paths) != wanted:
+                raise InvalidInput(f"{operation} takes {wanted} clip(s), got {len(paths)}")
+            most, setting = _limit(operation)
+            for path in paths:  # refused before anything is stored
+                if path.stat().st_size > most:
+                    raise too_large(path.stat().st_size, most, setting)
+            loop = asyncio.get_running_loop()
+            job = await loop.run_in_executor(
+                None, lambda: jobs.store.create(operation, options, paths, callback)
+            )
+        finally:
+            spool.close()
+        jobs.wake()
+        view = {"id": job.id, "state": job.state}
+        return JSONResponse(view, 202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+    @app.get("/v1/jobs/{job_id}", dependencies=[authorized])
+    async def status(job_id: str) -> JSONResponse:
+        """The job: state (queued, running, done, failed, cancelled), progress, result, error."""
+        job = await asyncio.get_running_loop().run_in_executor(
+            None, jobs.store.get, _job_id(job_id)
+        )
+        return JSONResponse(job.view())
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=[authorized])
+    async def cancel(job_id: str) -> JSONResponse:
+        """Cancel the job: a queued one never starts, a running one stops between segments."""
+        job = await asyncio.get_running_loop().run_in_executor(
+            None, jobs.store.cancel, _job_id(job_id)
+        )
+        return JSONResponse(job.view())
+
+    return jobs
+
+
+async def _receive(
+    request: Request,
+    spool: Spool,
+    max_bytes: int,
+    setting: str,
+    clips: int,
+    fields: int,
+    check_query: Callable[[list[tuple[str, str]]], Any] | None = None,
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The uploaded clips (spool files) and the fields of the query and the form."""
+    ctype = request.headers.get("content-type", "")
+    kind = ctype.split(";")[0].strip().lower()
+    multipart = kind == "multipart/form-data"
+    length = request.headers.get("content-length", "")
+    slack = MULTIPART_SLACK if multipart else 0
+    if length.isascii() and length.isdigit() and int(length) > max_bytes + slack:
+        raise too_large(int(length), max_bytes, setting)
+    reader: SpooledForm | SpooledBody
+    if multipart:
+        reader = SpooledForm(spool, ctype, max_bytes, setting, clips=clips, fields=fields)
+    elif kind in RAW_TYPES or kind.startswith("audio/"):
+        reader = SpooledBody(spool, max_bytes, setting)
+    else:
+        raise InvalidAudio(
+            f"Content-Type {kind[:60]!r} is not audio: send the audio as the body (audio/* or"
+            " application/octet-stream) or as the 'audio' field of a multipart/form-data upload"
+        )
+    query = request.query_params.multi_items()
+    if check_query is not None:
+        check_query(query)  # a bad option in the query costs no upload
+    async for chunk in request.stream():
+        reader.feed(chunk)
+    reader.finish()
+    return list(spool.paths), query + reader.fields
+
+
+def _job_request(fields: list[tuple[str, str]]) -> tuple[str, str | None, dict[str, Any]]:
+    """The operation, the callback URL and the typed options of a job request."""
+    own: dict[str, str] = {}
+    items = []
+    for name, value in fields:
+        if name in JOB_FIELDS:
+            if name in own:
+                raise InvalidInput(f"field {name} is given twice")
+            own[name] = value
+        else:
+            items.append((name, value))
+    if "algorithm" not in own:
+        known = ", ".join(operations.names())
+        raise InvalidInput(f"a job needs the 'algorithm' field: one of {known}")
+    operation = operations.check_name(own["algorithm"])
+    options = operations.parse(operation, items)
+    if "timeout" in options:
+        options["timeout"] = check_timeout(options["timeout"])
+    return operation, _callback(own.get("callback") or None), options
+
+
+def _callback(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if len(url) > MAX_CALLBACK_CHARS or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(
+            f"callback must be an http(s) URL of up to {MAX_CALLBACK_CHARS} characters,"
+            f" got {url[:80]!r}"
+        )
+    if not celeryconfig.callback_secret:
+        raise InvalidInput(
+            "this gateway sends no callbacks: callbacks are signed, and SPEECH_CALLBACK_SECRET"
+            " is not set"
+        )
+    return url
+
+
+def _limit(operation: str) -> tuple[int, str]:
+    """The largest clip `operation` takes, and the setting that says so ("": any)."""
+    recording = (celeryconfig.max_recording_bytes, RECORDING_SETTING)
+    payload = (celeryconfig.max_payload_bytes, PAYLOAD_SETTING)
+    if not operation:  # not known before the form is read: the larger, checked again after
+        return max(recording, payload)
+    return recording if operation == operations.TRANSCRIBE else payload
+
+
+def _timeout(value: Any) -> float | None:
+    return None if value is None else check_timeout(value)
+
+
+def _job_id(job_id: str) -> str:
+    if not JOB_ID.match(job_id):
+        raise UnknownJob(f"no job {job_id[:40]!r}: job ids are 32 hexadecimal digits")
+    return job_id

@@ -1,0 +1,137 @@
+"""Uploads too long to hold in memory, written to files in the data folder while counted.
+
+`/v1/transcribe` and `/v1/jobs` take recordings up to SPEECH_MAX_RECORDING_BYTES (an hour
+of WAV), so their audio goes to a temporary file as it arrives; the count, the framing
+checks and the field rules are those of producer.servers.forms, and the first byte past
+the limit refuses the upload and removes its file. Fields (options, `algorithm`,
+`callback`) stay in memory: they are small and counted.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from producer.errors import InvalidInput, PayloadTooLarge
+from producer.servers.forms import AUDIO_FIELD, MULTIPART_SLACK, FormReader
+
+
+def too_large(size: int, max_bytes: int, setting: str, at_least: bool = False) -> PayloadTooLarge:
+    more = "more than " if at_least else ""
+    return PayloadTooLarge(f"request is {more}{size} bytes, the maximum is {max_bytes} ({setting})")
+
+
+class Spool:
+    """Temporary files in `folder`, removed by close() (or by whoever takes them over)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.paths: list[Path] = []
+
+    def new(self) -> IO[bytes]:
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".audio", dir=self.folder)
+        self.paths.append(Path(name))
+        return os.fdopen(fd, "wb")
+
+    def close(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+        self.paths.clear()
+
+
+class SpooledBody:
+    """A raw body (the audio itself) written to one spool file, counted against `limit`."""
+
+    def __init__(self, spool: Spool, limit: int, setting: str) -> None:
+        self.limit, self.setting, self.size = limit, setting, 0
+        self.file = spool.new()
+        self.fields: list[tuple[str, str]] = []
+        self.clips = 1
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.file.close()
+            raise too_large(self.size, self.limit, self.setting, at_least=True)
+        self.file.write(chunk)
+
+    def finish(self) -> None:
+        self.file.close()
+        if self.size == 0:
+            raise InvalidInput("audio is empty (0 bytes)")
+
+
+class SpooledForm(FormReader):
+    """A multipart/form-data body whose `audio` parts go to spool files as they arrive."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        content_type: str,
+        max_bytes: int,
+        setting: str,
+        *,
+        clips: int,
+        fields: int,
+    ) -> None:
+        super().__init__(content_type, max_bytes, clips=clips, fields=fields)
+        self.spool, self.setting = spool, setting
+        self.files: list[IO[bytes]] = []
+        self.clip_sizes: list[int] = []
+
+    def feed(self, chunk: bytes) -> None:
+        if self.size + len(chunk) > self.limit:
+            self._close_files()
+            raise too_large(self.size + len(chunk), self.max_bytes, self.setting, at_least=True)
+        super().feed(chunk)
+        if self.clip_sizes and self.clip_sizes[-1] > self.max_bytes:
+            self._close_files()
+            raise too_large(self.clip_sizes[-1], self.max_bytes, self.setting, at_least=True)
+
+    def finish(self) -> None:  # type: ignore[override]
+        self._close_files()
+        if not self._ended:
+            raise InvalidInput("multipart/form-data body ended before its closing boundary")
+        if not self.files:
+            raise InvalidInput(f"multipart upload without an {AUDIO_FIELD!r} file field")
+        if not all(self.clip_sizes):
+            raise InvalidInput("audio is empty (0 bytes)")
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        return self.upload.fields
+
+    @property
+    def clips(self) -> int:
+        return len(self.files)
+
+    def _close_files(self) -> None:
+        for file in self.files:
+            file.close()
+
+    # --- parser callbacks: the audio goes to a file, the rest as forms.FormReader ----------
+    def _headers_done(self) -> None:
+        super()._headers_done()
+        if self._name == AUDIO_FIELD:
+            if len(self.files) >= self.max_clips:
+                raise InvalidInput(f"this operation takes {self.max_clips} clip(s), got more")
+            self.files.append(self.spool.new())
+            self.clip_sizes.append(0)
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._name != AUDIO_FIELD:
+            super()._data(data, start, end)
+            return
+        self.files[-1].write(data[start:end])
+        self.clip_sizes[-1] += end - start
+
+    def _part_end(self) -> None:
+        if self._name != AUDIO_FIELD:
+            super()._part_end()
+            return
+        self.files[-1].close()
+        self._part = None
+
+
+__all__ = ["MULTIPART_SLACK", "Spool", "SpooledBody", "SpooledForm", "too_large"]
