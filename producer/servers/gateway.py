@@ -325,7 +325,7 @@ def serve(client: Client, args: argparse.Namespace) -> int:
     import uvicorn
 
     app = create_app(client)
-    app.state.jobs.start()  # this process runs jobs from the store (producer/jobrunner.py)
+    app.state.jobs.start()  # this process runs jobs from the store (producer/servers/jobrunner.py)
     host = args.host or celeryconfig.gateway_host
     port = celeryconfig.gateway_port if args.port is None else args.port
     uvicorn.run(

@@ -6,7 +6,7 @@
 - `POST /v1/jobs`: the same upload rules for any operation (or `transcribe`), named by the
   `algorithm` field; answered 202 at once with the job's id. The job is stored (state and
   audio) only once everything about the request has been checked, and runs on the job
-  threads of whichever gateway sharing the store claims it (producer.jobrunner).
+  threads of whichever gateway sharing the store claims it (producer.servers.jobrunner).
 - `GET /v1/jobs/{id}`: state, progress, result or error; `DELETE /v1/jobs/{id}` cancels.
 """
 
@@ -27,10 +27,11 @@ from fastapi.responses import JSONResponse
 
 import celeryconfig
 from producer import operations, wire
+from producer.catalog import catalog
 from producer.errors import InvalidAudio, InvalidInput, UnknownJob
-from producer.jobrunner import JobRunner
-from producer.jobstore import JobStore
 from producer.options import check_timeout, clips_for
+from producer.servers.jobrunner import JobRunner
+from producer.servers.jobstore import JobStore
 from producer.servers.spool import MULTIPART_SLACK, Spool, SpooledBody, SpooledForm, too_large
 
 RAW_TYPES = {"", "application/octet-stream"}
@@ -104,7 +105,7 @@ def install(app: FastAPI, client: Any, *, calls: ThreadPoolExecutor, authorized:
     most_clips = max(clips_for(name) for name in operations.names())
     most_fields = max(
         len(operations.TRANSCRIBE_OPERATION.options) + 1,
-        *(len(op.options) + 1 for _, op in client.catalog.operations.values()),
+        *(len(op.options) + 1 for _, op in catalog().operations.values()),
     ) + len(JOB_FIELDS)
 
     @app.post("/v1/transcribe", dependencies=[authorized])
