@@ -1,7 +1,8 @@
 """`python -m producer bridge`: plain AMQP request/reply for backends that speak RabbitMQ.
 
 A request is published on the default exchange to the durable queue `rpc.<algorithm>`
-(`rpc.<algorithm>.<operation>` for algorithms with several, e.g. `rpc.speaker.verify`)
+(`rpc.<algorithm>.<operation>` for algorithms with several, e.g. `rpc.speaker.verify`;
+`rpc.transcribe` for a recording of any length, see producer/operations.py)
 with `reply_to` and `correlation_id` set, its body a msgpack map
 `{"audio": <bin> or [<bin>, ...], "options": {...}, "timeout": <seconds, optional>}`.
 The reply goes to `reply_to` (a named queue or RabbitMQ's direct reply-to) with the

@@ -157,7 +157,7 @@ class JobRunner:
         beat.start()
         try:
             result = self._execute(job, beat)
-            beat.check()
+            beat.check(stopping=False)  # an answer in hand is kept even by a gateway stopping
         except Cancelled:
             self.store.finish(job.id, self.owner, "cancelled")
         except Released:
@@ -268,8 +268,8 @@ class _Heartbeat:
         self.done.set()
         self.thread.join(5)
 
-    def check(self) -> None:
-        if self.lost.is_set() or self.runner.stopping.is_set():
+    def check(self, stopping: bool = True) -> None:
+        if self.lost.is_set() or (stopping and self.runner.stopping.is_set()):
             raise Released()
         if self.cancelled.is_set():
             raise Cancelled()

@@ -3,6 +3,7 @@ and PostgreSQL schemas of their own."""
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -17,7 +18,7 @@ import httpx
 
 from producer.servers.jobrunner import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.clients.servers import Gateway
-from tests.helpers import TRANSCRIPTS, wait_for
+from tests.helpers import REPO, TRANSCRIPTS, wait_for
 
 SECRET = "test-callback-secret"
 # The PostgreSQL the tests use (trust auth on this machine); each test gets a schema.
@@ -122,11 +123,22 @@ class Receiver:
         self.server.server_close()
 
 
+def readme_verifier() -> Any:
+    """The README's receiver-side check, `verified(secret, headers, body)`, as written."""
+    section = (REPO / "README.md").read_text().split("\n#### Callbacks\n", 1)[1]
+    namespace: dict[str, Any] = {}
+    exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), namespace)  # type: ignore[union-attr]
+    return namespace["verified"]
+
+
 def check_signed(post: dict[str, Any]) -> dict[str, Any]:
     """The callback's body, once its signature is checked as a receiver would."""
     headers = post["headers"]
     signature, timestamp = headers[SIGNATURE_HEADER.lower()], headers[TIMESTAMP_HEADER.lower()]
     assert verify(SECRET, timestamp, post["body"], signature), headers
+    named = {SIGNATURE_HEADER: signature, TIMESTAMP_HEADER: timestamp}
+    assert readme_verifier()(SECRET, named, post["body"])
+    assert not readme_verifier()(SECRET, named, post["body"][:-1])
     assert not verify("another secret", timestamp, post["body"], signature)
     assert not verify(SECRET, timestamp, post["body"] + b" ", signature)
     return dict(json.loads(post["body"]))
