@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 import uuid
 
 import httpx
@@ -28,6 +29,8 @@ class Gateway(Producer):
     def __init__(self, broker_url: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Its spool and job store in a folder of its own, never in the working tree
+        env = {"SPEECH_DATA_DIR": tempfile.mkdtemp(prefix="speech-gateway-"), **(env or {})}
         super().__init__(broker_url, "serve", "--port", str(self.port), "--no-access-log", env=env)
 
     def start(self) -> "Gateway":
