@@ -1,6 +1,6 @@
-"""The gateway's OpenAPI document and GET /v1/algorithms, made from the catalog: the
-built-ins and a plugin declared beside them, in-process (the real server is in
-tests/clients/test_gateway.py and test_plugin_doors.py)."""
+"""The doors made from the catalog, in-process: the gateway's OpenAPI document and
+GET /v1/algorithms for the built-ins and a plugin declared beside them, and the bridge's
+queues (real servers: tests/clients/test_gateway.py and test_plugin_doors.py)."""
 
 from typing import Any
 
@@ -77,3 +77,15 @@ def test_option_kinds_map_to_json_schema() -> None:
     assert option_schema(denoise["format"])["enum"] == ["wav", "flac"]
     keywords = option_schema(KWS.operations[0].options["keywords"])
     assert keywords["type"] == "array" and keywords["items"]["type"] == "string"
+
+
+def test_the_bridge_consumes_one_queue_per_catalog_operation() -> None:
+    from producer import Client
+    from producer.catalog import catalog
+    from producer.servers.bridge import Bridge
+
+    with Client("amqp://guest:guest@127.0.0.1:1//") as client:  # never connected here
+        bridge = Bridge(client, 1)
+        bridge.pool.shutdown()
+    assert bridge.queues == {f"rpc.{key}": key for key in catalog().operations}
+    assert "rpc.speaker.verify" in bridge.queues and "rpc.speaker" not in bridge.queues
