@@ -1,5 +1,6 @@
 """What the gateway's OpenAPI document must say, checked against the declarations that
-GET /v1/algorithms answers (producer.algorithms.Algorithm.describe)."""
+GET /v1/algorithms answers (producer.algorithms.Algorithm.describe). Structural checks:
+openapi-spec-validator is not among the test tools (requirements/dev.in)."""
 
 import json
 from typing import Any
@@ -21,7 +22,6 @@ def check_document(doc: dict[str, Any], declarations: dict[str, Any]) -> None:
     assert doc["openapi"].startswith("3."), doc["openapi"]
     assert doc["info"]["title"] and doc["info"]["version"]
     _check_refs(doc)
-    _validate_if_possible(doc)
     assert "/v1/{algorithm}" not in doc["paths"], "the generic route is documented per operation"
     ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
     assert len(ids) == len(set(ids)), ids
@@ -84,12 +84,3 @@ def _check_refs(doc: dict[str, Any]) -> None:
         for step in ref.removeprefix("#/").split("/"):
             assert step in node, f"dangling $ref {ref}"
             node = node[step]
-
-
-def _validate_if_possible(doc: dict[str, Any]) -> None:
-    """The full OpenAPI schema check where openapi-spec-validator is installed."""
-    try:
-        from openapi_spec_validator import validate
-    except ImportError:
-        return
-    validate(doc)
