@@ -1,7 +1,7 @@
 """An installed plugin comes through every door with no file of the platform edited: the
 gateway lists, documents and serves it, the try-it page offers its options, the bridge
 consumes its rpc queue, and `producer status` watches its queue. The plugin is a real
-distribution (tests/plugins.py) seen by real worker, gateway and bridge processes."""
+distribution (tests/plugin_install.py) seen by real worker, gateway and bridge processes."""
 
 import json
 import os
@@ -19,7 +19,7 @@ from tests.clients.servers import Bridge, Gateway
 from tests.clients.test_bridge import RpcClient
 from tests.helpers import DATA, REPO, Worker
 from tests.openapi_checks import check_document
-from tests.plugins import DISTRIBUTION, install_kws
+from tests.plugin_install import DISTRIBUTION, install_kws
 
 FOX = (DATA / "fox_kal16.wav").read_bytes()
 KWS_DEFAULTS = {"keywords": ["hello"], "sensitivity": 0.5, "mode": "exact"}
