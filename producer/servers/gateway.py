@@ -15,6 +15,9 @@ came closes the connection instead of reading the rest. Options are typed before
 
 The Client blocks while it waits, so calls run in a thread pool: one slow call never
 holds up the event loop, and each pool thread has its own reply queue in the Client.
+GET /v1/algorithms answers every algorithm's declaration from the catalog (built-ins and
+installed plugins), and the OpenAPI document has a path per operation
+(producer.servers.openapi): the page and the document follow the catalog, no file edited.
 Imported only by the `serve` subcommand: `import producer` must not pull in FastAPI.
 """
 
@@ -43,6 +46,7 @@ from producer.client import Client
 from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
 from producer.options import check_timeout, clips_for, fields_for, parse_options
 from producer.servers import jobs as recordings
+from producer.servers import openapi
 from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
 
 STATIC = Path(__file__).with_name("static")
@@ -60,28 +64,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (503, "broker unreachable or overloaded (see Retry-After)", {"error": {"type": "..."}}),
         (504, "no answer within the timeout", {"error": {"type": "CallTimeout"}}),
     ]
-}
-AUDIO_BODY = {
-    "required": True,
-    "content": {
-        "audio/*": {"schema": {"type": "string", "format": "binary"}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["audio"],
-                "properties": {
-                    "audio": {
-                        "type": "array",
-                        "items": {"type": "string", "format": "binary"},
-                        "description": "the clip; two for speaker.verify",
-                    },
-                    "timeout": {"type": "number"},
-                },
-                "additionalProperties": {"description": "algorithm options, or extra clips"},
-            }
-        },
-    },
 }
 
 
@@ -144,11 +126,19 @@ def create_app(
         return JSONResponse({"error": {"type": "Unauthorized", "message": message}}, 401)
 
     names = wire.operations(client)
+    declared = client.catalog
+    listing = {
+        "algorithms": list(client.algorithms),
+        "operations": names,
+        "declarations": declared.describe(),
+    }
 
     @app.get("/v1/algorithms", dependencies=[authorized])
-    async def algorithms() -> dict[str, list[str]]:
-        """The algorithm queues, and the operations POST /v1/{algorithm} accepts."""
-        return {"algorithms": list(client.algorithms), "operations": names}
+    async def algorithms() -> dict[str, Any]:
+        """The algorithm queues, the operations POST /v1/{algorithm} accepts, and each
+        algorithm's declaration: summary, source, resources, and per operation its help,
+        clips and options (kind, default, range or choices, help)."""
+        return listing
 
     @app.get("/v1/health", dependencies=[authorized], responses={503: {"description": "down"}})
     async def health() -> JSONResponse:
@@ -168,10 +158,10 @@ def create_app(
         "/v1/{algorithm}",
         dependencies=[authorized],
         responses=ERROR_RESPONSES,
-        openapi_extra={"requestBody": AUDIO_BODY},
     )
     async def run(algorithm: str, request: Request) -> JSONResponse:
-        """Run `algorithm` on the audio and answer its result."""
+        """Run `algorithm` on the audio and answer its result (documented per operation
+        by producer.servers.openapi)."""
         if algorithm not in names:
             known = ", ".join(names)
             message = f"unknown algorithm {algorithm[:60]!r}; known: {known}"
@@ -186,6 +176,7 @@ def create_app(
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    openapi.install(app, declared, names)  # POST /v1/<operation> for each one, typed
     return app
 
 
@@ -325,7 +316,7 @@ def serve(client: Client, args: argparse.Namespace) -> int:
     import uvicorn
 
     app = create_app(client)
-    app.state.jobs.start()  # this process runs jobs from the store (producer/servers/jobrunner.py)
+    app.state.jobs.start()  # this process runs jobs from the store (servers/jobrunner.py)
     host = args.host or celeryconfig.gateway_host
     port = celeryconfig.gateway_port if args.port is None else args.port
     uvicorn.run(

@@ -46,8 +46,10 @@ class Gateway(Producer):
 
 
 class Bridge(Producer):
-    def __init__(self, broker_url: str, concurrency: int = 8) -> None:
-        super().__init__(broker_url, "bridge", "--concurrency", str(concurrency))
+    def __init__(
+        self, broker_url: str, concurrency: int = 8, env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(broker_url, "bridge", "--concurrency", str(concurrency), env=env)
 
     def start(self) -> "Bridge":
         super().start()

@@ -9,8 +9,10 @@ import httpx
 import pytest
 
 import celeryconfig
+from producer.catalog import catalog
 from tests.clients.servers import Gateway
-from tests.helpers import ARTIFACTS, DATA, TRANSCRIPTS, Vhost, word_errors
+from tests.helpers import ARTIFACTS, DATA, TRANSCRIPTS, Vhost, Worker, word_errors
+from tests.openapi_checks import check_document
 
 FOX = DATA / "fox_kal16.wav"
 
@@ -116,17 +118,47 @@ def test_health_reports_each_queue(gateway: Gateway) -> None:
     assert res.json()["status"] == ("ok" if all_alive else "degraded")
 
 
-def test_openapi_documents_the_endpoints_and_their_errors(gateway: Gateway) -> None:
+def test_openapi_documents_each_operation_of_the_catalog(gateway: Gateway) -> None:
+    # Given the declarations the gateway lists
+    listing = httpx.get(f"{gateway.url}/v1/algorithms", timeout=10).json()
+    assert listing["algorithms"] == list(celeryconfig.ALGORITHMS)
+    assert listing["operations"] == list(catalog().operations)
+    features = listing["declarations"]["features"]["operations"]["features"]["options"]
+    assert features["include"]["choices"] == ["mfcc", "logmel", "f0", "rms"]
+    assert features["hop"] == {
+        "kind": "integer", "default": 160, "help": "frame step in samples at 16 kHz",
+        "low": 32, "high": 4096,
+    }  # fmt: skip
+    # When a caller reads the OpenAPI document
     doc = httpx.get(f"{gateway.url}/openapi.json", timeout=10).json()
-    assert doc["openapi"].startswith("3.")
-    run = doc["paths"]["/v1/{algorithm}"]["post"]
-    assert {"audio/*", "application/octet-stream", "multipart/form-data"} <= set(
-        run["requestBody"]["content"]
-    )
-    assert {"200", "400", "401", "404", "413", "415", "502", "503", "504"} <= set(run["responses"])
-    assert [p["name"] for p in run["parameters"]] == ["algorithm"]
+    # Then it has one typed POST path per operation, and the other endpoints
+    check_document(doc, listing["declarations"])
     assert "get" in doc["paths"]["/v1/health"] and "get" in doc["paths"]["/v1/algorithms"]
     assert httpx.get(f"{gateway.url}/docs", timeout=10).status_code == 200
+
+
+def test_a_documented_list_option_is_sent_as_the_document_says(
+    gateway: Gateway, features_worker: Worker
+) -> None:
+    # Given the document's word that `include` is one JSON array in the query
+    doc = httpx.get(f"{gateway.url}/openapi.json", timeout=10).json()
+    (include,) = [
+        p for p in doc["paths"]["/v1/features"]["post"]["parameters"] if p["name"] == "include"
+    ]
+    assert "application/json" in include["content"]
+    # When a caller sends it so, with an integer option as a plain value
+    res = httpx.post(
+        f"{gateway.url}/v1/features",
+        params={"include": json.dumps(["logmel"]), "n_mels": "32"},
+        content=FOX.read_bytes(),
+        headers={"Content-Type": "audio/wav"},
+        timeout=60,
+    )
+    # Then the worker ran with them
+    assert res.status_code == 200, res.text
+    result = res.json()["result"]
+    assert result["options"]["include"] == ["logmel"] and result["options"]["n_mels"] == 32
+    assert result["logmel"]["shape"][0] == 32 and "mfcc" not in result
 
 
 def test_fifty_simultaneous_requests_are_all_answered_correctly(gateway: Gateway) -> None:

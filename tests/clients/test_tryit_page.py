@@ -1,33 +1,19 @@
 """The try-it page in real headless Chromium against the running gateway and worker."""
 
+import base64
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from producer import wire
 from tests.clients.servers import Gateway
-from tests.helpers import ARTIFACTS, DATA, TRANSCRIPTS, word_errors
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    # A synthetic microphone (a beep) that needs no permission prompt.
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian chromium is missing: `make test-clients` installs it"
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
+from tests.helpers import ARTIFACTS, DATA, TRANSCRIPTS, Worker, word_errors
 
 
 @pytest.fixture
@@ -123,3 +109,127 @@ def test_bad_upload_shows_the_gateway_error(page: Page, tmp_path: Path) -> None:
     page.set_input_files("#file", str(notes))
     page.click("#run")
     expect(page.locator("#error")).to_contain_text("InvalidAudio: cannot decode audio")
+
+
+def _declarations(gateway: Gateway) -> dict[str, Any]:
+    return httpx.get(f"{gateway.url}/v1/algorithms", timeout=10).json()["declarations"]
+
+
+def test_the_options_form_is_made_from_each_declaration(page: Page, gateway: Gateway) -> None:
+    declarations = _declarations(gateway)
+    operations = {k: op for a in declarations.values() for k, op in a["operations"].items()}
+    for key, operation in operations.items():
+        # When an operation is chosen
+        page.select_option("#algorithm", key)
+        expect(page.locator("#help")).to_contain_text(operation["help"])
+        # Then the form has one control per option, of its kind, and a file input per clip
+        fields = page.locator("#option-fields [data-option]")
+        names = [fields.nth(i).get_attribute("data-option") for i in range(fields.count())]
+        assert names == list(operation["options"]), key
+        for name, option in operation["options"].items():
+            control = page.locator(f'#option-fields [data-option="{name}"]')
+            assert control.get_attribute("data-kind") == option["kind"]
+            assert control.get_attribute("title") == option["help"]
+        assert page.locator("#more-clips input[type=file]").count() == operation["clips"] - 1
+
+    # features: a checkbox per choice (the defaults ticked) and integer inputs with ranges
+    page.select_option("#algorithm", "features")
+    include = page.locator('[data-option="include"] input[type=checkbox]')
+    assert [include.nth(i).get_attribute("value") for i in range(4)] == [
+        "mfcc", "logmel", "f0", "rms",
+    ]  # fmt: skip
+    assert [include.nth(i).is_checked() for i in range(4)] == [True, False, False, True]
+    hop = page.locator('input[data-option="hop"]')
+    assert hop.get_attribute("type") == "number" and hop.get_attribute("step") == "1"
+    assert (hop.get_attribute("min"), hop.get_attribute("max"), hop.input_value()) == (
+        "32", "4096", "160",
+    )  # fmt: skip
+    # denoise: a select of the choices, a checkbox for the flag, a number in [0, 1]
+    page.select_option("#algorithm", "denoise")
+    fmt = page.locator('select[data-option="format"]')
+    assert fmt.locator("option").all_inner_texts() == ["wav", "flac"]
+    assert fmt.input_value() == "wav"
+    stationary = page.locator('input[data-option="stationary"]')
+    assert stationary.get_attribute("type") == "checkbox" and not stationary.is_checked()
+    prop = page.locator('input[data-option="prop_decrease"]')
+    assert (prop.get_attribute("min"), prop.get_attribute("max"), prop.get_attribute("step")) == (
+        "0", "1", "any",
+    )  # fmt: skip
+    page.screenshot(path=str(ARTIFACTS / "tryit-options.png"), full_page=True)
+
+
+# Records the text fields of every FormData the page sends (Chromium does not hand a body
+# holding a file blob to Playwright's request events).
+RECORD_FIELDS = """() => {
+    const send = window.fetch;
+    window.sentFields = [];
+    window.fetch = (url, init) => {
+        if (init && init.body instanceof FormData) {
+            const text = [...init.body.entries()].filter(([, v]) => typeof v === "string");
+            window.sentFields.push(Object.fromEntries(text));
+        }
+        return send(url, init);
+    };
+}"""
+
+
+def _last_sent_fields(page: Page) -> dict[str, str]:
+    return page.evaluate("() => window.sentFields.at(-1)")
+
+
+def test_changed_options_reach_the_worker_and_defaults_stay_home(
+    page: Page, denoise_worker: Worker, features_worker: Worker
+) -> None:
+    # Given a clip, denoise chosen, and two of its three options changed in the form
+    page.set_input_files("#file", str(DATA / "weather_kal16.wav"))
+    page.select_option("#algorithm", "denoise")
+    page.select_option('select[data-option="format"]', "flac")
+    page.check('input[data-option="stationary"]')
+    # When it runs
+    page.evaluate(RECORD_FIELDS)
+    page.click("#run")
+    expect(page.locator("#status")).to_contain_text("denoise answered", timeout=60_000)
+    # Then only the changed options were sent, as JSON literals, and the worker used them
+    assert _last_sent_fields(page) == {"format": '"flac"', "stationary": "true"}
+    result = json.loads(page.locator("#json").text_content())["result"]
+    assert result["options"] == {"format": "flac", "stationary": True, "prop_decrease": 1.0}
+    assert base64.b64decode(result["audio"])[:4] == b"fLaC"
+
+    # And for features: a choice ticked and an integer changed
+    page.select_option("#algorithm", "features")
+    page.uncheck('[data-option="include"] input[value="mfcc"]')
+    page.check('[data-option="include"] input[value="logmel"]')
+    page.fill('input[data-option="n_mels"]', "40")
+    page.click("#run")
+    expect(page.locator("#status")).to_contain_text("features answered", timeout=60_000)
+    assert _last_sent_fields(page) == {
+        "include": '["logmel","rms"]', "n_mels": "40",
+    }  # fmt: skip
+    options = json.loads(page.locator("#json").text_content())["result"]["options"]
+    assert options == {"include": ["logmel", "rms"], "n_mfcc": 13, "n_mels": 40, "hop": 160}
+
+
+def test_an_out_of_range_option_shows_the_gateway_error(page: Page) -> None:
+    page.set_input_files("#file", str(DATA / "fox_kal16.wav"))
+    page.select_option("#algorithm", "vad")
+    page.fill('input[data-option="threshold"]', "7")
+    page.click("#run")
+    expect(page.locator("#error")).to_contain_text("InvalidOptions: option threshold must be")
+
+
+def test_speaker_verify_takes_two_clips_from_two_file_inputs(
+    page: Page, speaker_worker: Worker
+) -> None:
+    # Given speaker.verify, whose declaration takes two clips
+    page.select_option("#algorithm", "speaker.verify")
+    expect(page.locator("#more-clips input#file2")).to_be_attached()
+    # When one clip is given, the gateway's error is shown
+    page.set_input_files("#file", str(DATA / "fox_kal16.wav"))
+    page.click("#run")
+    expect(page.locator("#error")).to_contain_text("takes 2 clip(s), got 1")
+    # And with the second one, the two voices are compared
+    page.set_input_files("#file2", str(DATA / "weather_kal16.wav"))
+    page.click("#run")
+    expect(page.locator("#status")).to_contain_text("speaker.verify answered", timeout=90_000)
+    result = json.loads(page.locator("#json").text_content())["result"]
+    assert result["same"] is True and len(result["speech"]) == 2

@@ -8,26 +8,35 @@ from typing import Any
 import pytest
 import yaml
 
-import celeryconfig
+from producer.builtins import BUILTINS
 from tests.helpers import REPO
 
 COMPOSE = REPO / "docker" / "docker-compose.yml"
 CLUSTER = REPO / "docker" / "docker-compose.cluster.yml"
+PLUGINS = REPO / "docker" / "docker-compose.plugins.yml"
 CLUSTER_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
 ENV_EXAMPLE = REPO / "docker" / ".env.example"
 INFRA = {"rabbitmq", "flower"}
 NODES = ("rabbitmq", "rabbitmq2", "rabbitmq3")
+# The algorithms docker-compose.yml serves: the built-ins (plugins come in an override).
+BUILTIN_QUEUES = tuple(a.name for a in BUILTINS)
 
 
 def _config(env_file: Path, *overrides: Path) -> subprocess.CompletedProcess[str]:
     # Only the env file may provide the deployment's variables.
-    prefixes = ("RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_")
+    prefixes = ("RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_", "SPEECH_PLUGINS")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     files = [arg for path in (COMPOSE, *overrides) for arg in ("-f", str(path))]
     return subprocess.run(
         ["docker-compose", *files, "--env-file", str(env_file), "config"],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
+
+
+def _load(env_file: Path, *overrides: Path) -> dict[str, Any]:
+    done = _config(env_file, *overrides)
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
 
 
 def _volume_source(volume: str | dict[str, Any]) -> str:
@@ -50,9 +59,10 @@ def cluster_config() -> dict[str, Any]:
     return yaml.safe_load(done.stdout)
 
 
-def test_every_algorithm_queue_has_a_worker_service(config: dict[str, Any]) -> None:
+def test_every_builtin_algorithm_has_a_worker_service(config: dict[str, Any]) -> None:
     services = config["services"]
-    for algorithm in celeryconfig.ALGORITHMS:
+    assert set(services) == INFRA | set(BUILTIN_QUEUES)
+    for algorithm in BUILTIN_QUEUES:
         assert algorithm in services, f"docker-compose.yml has no service for {algorithm!r}"
         command = services[algorithm]["command"]
         assert command[:4] == ["celery", "-A", "tasks", "worker"]
@@ -124,6 +134,92 @@ def test_the_image_is_built_from_what_the_repository_ships() -> None:
     assert "docker/.env\n" in (REPO / ".dockerignore").read_text()
 
 
+@pytest.fixture(scope="module")
+def plugins_config() -> dict[str, Any]:
+    """docker-compose.yml with the plugins' override, as `docker compose` would run it."""
+    return _load(ENV_EXAMPLE, PLUGINS)
+
+
+def _option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_plugin_workers_come_from_an_override_on_the_same_image(
+    config: dict[str, Any], plugins_config: dict[str, Any]
+) -> None:
+    services = plugins_config["services"]
+    # The deployment's own services are untouched by the override
+    assert {name: services[name] for name in config["services"]} == config["services"]
+    asr = services["asr"]
+    # The example plugin's worker serves its queue under its name, like a built-in's
+    kws = services["kws"]
+    assert kws["command"][:4] == ["celery", "-A", "tasks", "worker"]
+    assert _option(kws["command"], "-Q") == "kws" and _option(kws["command"], "-n") == "kws@%h"
+    assert kws["environment"]["QUEUE"] == "kws"
+    for name in set(services) - set(config["services"]):
+        service = services[name]
+        # the built-in workers' image (with the plugins in it), health check and broker
+        assert service["image"] == asr["image"] and service["build"] == asr["build"], name
+        assert service["healthcheck"] == asr["healthcheck"], name
+        assert service["depends_on"] == asr["depends_on"], name
+        assert service["restart"] == "unless-stopped", name
+        assert "container_name" not in service and "ports" not in service, name
+        broker = service["environment"]["CELERY_BROKER_URL"]
+        assert broker == asr["environment"]["CELERY_BROKER_URL"], name
+
+
+def test_a_gpu_algorithm_gets_one_single_process_worker_per_gpu(
+    plugins_config: dict[str, Any],
+) -> None:
+    services = plugins_config["services"]
+    gpu = {n: s for n, s in services.items() if "CUDA_VISIBLE_DEVICES" in s["environment"]}
+    assert len(gpu) >= 2, "the example shows two GPUs"
+    devices = []
+    for name, service in gpu.items():
+        assert _option(service["command"], "-c") == "1", name  # one model per GPU
+        assert service["profiles"] == ["gpu"], name  # started only with --profile gpu
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["capabilities"] == ["gpu"] and len(device["device_ids"]) == 1, name
+        devices += device["device_ids"]
+        # the one GPU a container is given is its device 0
+        assert service["environment"]["CUDA_VISIBLE_DEVICES"] == "0", name
+    assert len(set(devices)) == len(devices), "each GPU has its own worker"
+    assert len({_option(s["command"], "-Q") for s in gpu.values()}) == 1  # one queue, N GPUs
+
+
+def test_plugins_named_in_the_env_file_go_into_every_image(tmp_path: Path) -> None:
+    # Given plugins named in docker/.env
+    env = tmp_path / "plugins.env"
+    specs = "speech-kws==1.2 speech-vc>=0.3"
+    env.write_text(
+        ENV_EXAMPLE.read_text().replace("\nSPEECH_PLUGINS=\n", f"\nSPEECH_PLUGINS={specs}\n")
+    )
+    # Then every image built, the server's and the workers', is given them
+    services = _load(env, PLUGINS)["services"]
+    built = {name: s["build"] for name, s in services.items() if "build" in s}
+    assert set(built) == set(services) - {"rabbitmq"}
+    assert {b["args"]["PLUGINS"] for b in built.values()} == {specs}
+    assert {b["target"] for b in built.values()} == {"worker", "server"}
+
+
+def test_the_images_install_the_plugins_and_check_they_load() -> None:
+    stages = _stages((REPO / "docker" / "Dockerfile").read_text())
+    for role in ("worker", "server"):
+        stage = stages[role]
+        assert 'ARG PLUGINS=""' in stage and "$PLUGINS" in stage, role
+        assert (
+            "COPY docker/plugins/ /tmp/plugins/" in stage and "--find-links /tmp/plugins" in stage
+        )
+        assert "assert not c.errors" in stage, role  # a plugin that fails to load fails the build
+    worker, server = stages["worker"], stages["server"]
+    # worker: with their dependencies, held to the lock, before the models are warmed
+    assert "-c requirements/worker.txt $PLUGINS" in worker
+    assert worker.index("$PLUGINS") < worker.index("warm_models")
+    # server: the declarations only
+    assert "--no-deps" in server
+    assert (REPO / "docker" / "plugins").is_dir()
+
+
 def _broker_users(config: dict[str, Any]) -> dict[str, str]:
     """Service -> CELERY_BROKER_URL, for every service that talks to the broker."""
     services = config["services"].items()
@@ -157,7 +253,7 @@ def test_cluster_override_runs_three_nodes_with_one_cookie(cluster_config: dict[
 def test_every_broker_user_gets_the_three_node_urls(cluster_config: dict[str, Any]) -> None:
     users = _broker_users(cluster_config)
     # the workers and Flower, and the gateway and the bridge where the deployment has them
-    expected = {*celeryconfig.ALGORITHMS, "flower"}
+    expected = {*BUILTIN_QUEUES, "flower"}
     expected |= {"gateway", "bridge"} & set(cluster_config["services"])
     assert expected <= set(users), expected - set(users)
     for name, url in users.items():

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from producer.catalog import catalog
 from producer.errors import (
     BrokerUnavailable,
     CallTimeout,
@@ -23,6 +24,7 @@ class RaisingClient:
 
     algorithms = ("asr", "speaker")
     operations = {"asr": "asr", "speaker.verify": "speaker"}
+    catalog = catalog()
     max_payload_bytes = 1000
     timeout = 5.0
 

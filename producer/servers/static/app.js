@@ -2,7 +2,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { clip: null, second: null };
+// clip: the first clip; more: the others by position (2, 3...) for operations taking several;
+// operations: "vad", "speaker.verify"... -> {algorithm, help, clips, options} from the catalog.
+const state = { clip: null, more: {}, operations: {}, changedOptions: () => [] };
 
 function headers() {
   const key = $("apikey").value.trim();
@@ -18,8 +20,36 @@ async function loadAlgorithms() {
   const { status, body } = await getJSON("/v1/algorithms");
   if (status !== 200) { $("health").textContent = body.error ? body.error.message : `HTTP ${status}`; return; }
   const names = body.operations || body.algorithms;  // "speaker.verify" once operations exist
+  state.operations = {};
+  Object.values(body.declarations || {}).forEach((algorithm) => {
+    Object.entries(algorithm.operations).forEach(([key, op]) => { state.operations[key] = { ...op, algorithm }; });
+  });
+  const chosen = $("algorithm").value;
   $("algorithm").replaceChildren(...names.map((a) => new Option(a, a)));
+  if (names.includes(chosen)) $("algorithm").value = chosen;
+  showOperation();
   refreshHealth();
+}
+
+// The chosen operation's help, its options form and one file input per extra clip.
+function showOperation() {
+  const op = state.operations[$("algorithm").value] || { help: "", clips: 1, options: {} };
+  $("help").textContent = op.algorithm ? `${op.help} — ${op.algorithm.summary} (${op.algorithm.source})` : "";
+  state.changedOptions = SpeechOptions.render($("option-fields"), op);
+  const inputs = [];
+  for (let n = 2; n <= op.clips; n++) {
+    const input = Object.assign(document.createElement("input"), { type: "file", id: `file${n}`, accept: "audio/*,.wav,.flac,.ogg" });
+    input.addEventListener("change", (e) => {
+      const f = e.target.files[0];
+      state.more[n] = f ? { blob: f, name: f.name } : undefined;
+    });
+    const label = document.createElement("label");
+    label.className = "file second";
+    label.append(`Clip ${n} of ${op.clips} `, input);
+    if (state.more[n]) label.append(` (${state.more[n].name})`);
+    inputs.push(label);
+  }
+  $("more-clips").replaceChildren(...inputs);
 }
 
 async function refreshHealth() {
@@ -56,17 +86,14 @@ async function useClip(blob, name) {
 async function run() {
   if (!state.clip) return;
   const algorithm = $("algorithm").value;
+  const clips = (state.operations[algorithm] || { clips: 1 }).clips;
   const form = new FormData();
   form.append("audio", state.clip.blob, state.clip.name);
-  // A second clip only for the operations that compare two (speaker.verify).
-  if (state.second && algorithm.endsWith("verify")) form.append("audio", state.second.blob, state.second.name);
-  let options = {};
-  try {
-    options = $("options").value.trim() ? JSON.parse($("options").value) : {};
-  } catch (err) {
-    return showError({ type: "InvalidOptions", message: `options are not JSON: ${err.message}` });
-  }
-  Object.entries(options).forEach(([k, v]) => form.append(k, JSON.stringify(v)));
+  // The other clips of the operations that take several (speaker.verify): the gateway
+  // says which are missing.
+  for (let n = 2; n <= clips; n++) if (state.more[n]) form.append("audio", state.more[n].blob, state.more[n].name);
+  // Only the options changed from their defaults, as JSON literals.
+  state.changedOptions().forEach(([name, text]) => form.append(name, text));
   $("run").disabled = true;
   $("status").textContent = `running ${algorithm}…`;
   const started = performance.now();
@@ -134,10 +161,7 @@ function wav(chunks, rate) {
 }
 
 $("file").addEventListener("change", (e) => e.target.files[0] && useClip(e.target.files[0], e.target.files[0].name));
-$("file2").addEventListener("change", (e) => {
-  const f = e.target.files[0];
-  state.second = f ? { blob: f, name: f.name } : null;
-});
+$("algorithm").addEventListener("change", showOperation);
 $("record").addEventListener("click", () => toggleRecording().catch((err) => showError({ type: "Microphone", message: String(err) })));
 $("run").addEventListener("click", run);
 $("apikey").value = localStorage.getItem("speech-api-key") || "";
