@@ -19,12 +19,12 @@ def test_help_after_a_name_lists_its_options(capsys: pytest.CaptureFixture[str])
     out = _help(capsys, "features", "--help")
     assert "usage: python -m producer call" in out
     assert "features: features on one frame grid" in out
-    assert "include  choices; default [\"mfcc\", \"rms\"]; any of mfcc, logmel, f0, rms" in out
+    assert 'include  choices; default ["mfcc", "rms"]; any of mfcc, logmel, f0, rms' in out
     assert "hop  integer; default 160; from 32 to 4096" in out
     assert "frame step in samples at 16 kHz" in out
     assert "takes 2 files per call" in _help(capsys, "speaker.verify", "-h")
     assert "denoise: " in _help(capsys, "denoise", "-h")
-    assert "format  choice; default \"wav\"; one of wav, flac" in describe_operation("denoise")
+    assert 'format  choice; default "wav"; one of wav, flac' in describe_operation("denoise")
 
 
 def test_help_without_a_name_lists_the_operations(capsys: pytest.CaptureFixture[str]) -> None:
