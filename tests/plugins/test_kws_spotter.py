@@ -1,6 +1,7 @@
 """The kws example's pure function, on the test clips (no broker), and its accuracy as
 examples/kws/evaluate.py measures it (the figures in its README)."""
 
+import importlib
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -15,11 +16,14 @@ from tests.plugins.envs import EXAMPLES
 
 @pytest.fixture(scope="module")
 def spotter() -> Iterator[Any]:
+    yield _example("speech_kws.spotter")
+
+
+def _example(module: str) -> Any:
+    """A module of examples/kws, loaded from its folder (it is no dependency of the tests)."""
     sys.path.insert(0, str(EXAMPLES / "kws"))
     try:
-        from speech_kws import spotter
-
-        yield spotter
+        return importlib.import_module(module)
     finally:
         sys.path.remove(str(EXAMPLES / "kws"))
 
@@ -65,12 +69,8 @@ def test_unknown_words_are_named(spotter: Any) -> None:
             spotter.spot(x, [bad], 0.0)
 
 
-def test_overlapping_detections_count_once() -> None:
-    sys.path.insert(0, str(EXAMPLES / "kws"))
-    try:
-        from speech_kws.spotter import merge
-    finally:
-        sys.path.remove(str(EXAMPLES / "kws"))
+def test_overlapping_detections_count_once(spotter: Any) -> None:
+    merge = spotter.merge
     hits = [
         {"keyword": "wind", "start": 1.0, "end": 1.4, "score": 0.5},
         {"keyword": "wind", "start": 1.1, "end": 1.5, "score": 0.9},
