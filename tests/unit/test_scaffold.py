@@ -106,3 +106,14 @@ def test_the_declaration_written_is_valid(tmp_path: Path) -> None:
 
     loud = measure(np.full(16000, 0.5, np.float32), gate=-40.0)
     assert loud["level_dbfs"] == pytest.approx(-6.02, abs=0.01) and loud["active_share"] == 1.0
+
+
+def test_the_readmes_declaration_is_the_one_written(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text().split("\n### The declaration\n", 1)[1]
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    shown: dict[str, object] = {}
+    exec(snippet, shown)
+    scaffold.scaffold("loudness", tmp_path / "p")
+    written: dict[str, object] = {}
+    exec((tmp_path / "p" / "speech_loudness" / "__init__.py").read_text(), written)
+    assert shown["ALGORITHM"] == written["ALGORITHM"]
