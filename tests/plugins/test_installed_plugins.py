@@ -29,6 +29,14 @@ def test_only_the_fresh_environment_knows_the_plugins(plugin_env: FreshEnv) -> N
     assert algorithms["kws"]["source"] == "speech-kws"
     assert algorithms[SCAFFOLDED]["source"] == "speech-loudness"
     assert set(algorithms["kws"]["operations"]["kws"]["options"]) == {"keywords", "threshold"}
+    # Reading the declarations (what every producer does) loads no algorithm stack
+    code = (
+        "import sys, producer.cli; from producer.catalog import catalog; catalog(); "
+        "print(sorted(m for m in ('numpy', 'pocketsphinx', 'speech_kws.spotter') "
+        "if m in sys.modules))"
+    )
+    loaded = plugin_env.run("-c", code)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
 
 
 def test_client_calls_kws_from_the_fresh_environment(
@@ -50,13 +58,19 @@ def test_client_calls_kws_from_the_fresh_environment(
     assert "keyword 'mondayz': 'mondayz' is not in the pronouncing dictionary" in result["refused"]
 
 
-def test_a_client_without_the_plugin_still_calls_it(client: Client, kws_worker: Worker) -> None:
+def test_a_client_without_the_plugin_still_calls_it(
+    client: Client, kws_worker: Worker, broker_url: str
+) -> None:
     # This interpreter has no declaration of kws: the broker's queue is enough, and the
     # worker checks the options
     result = client.call("kws", DATA / "fox_rms.wav", 60, keywords=["lazy dog", "fox"])
     assert [h["keyword"] for h in result["hits"]] == ["fox", "lazy dog"]
     with pytest.raises(InvalidOptions, match="threshold must be between -50 and 20"):
         client.call("kws", DATA / "fox_rms.wav", 60, keywords=["fox"], threshold=99)
+    # The same from this environment's command line
+    done = run_cli(broker_url, "call", "kws", str(DATA / "fox_rms.wav"), "-o", "keywords=fox")
+    assert done.returncode == 0, done.stderr
+    assert [h["keyword"] for h in json.loads(done.stdout)["hits"]] == ["fox"]
 
 
 def test_cli_call_with_options(plugin_env: FreshEnv, kws_worker: Worker, broker_url: str) -> None:
