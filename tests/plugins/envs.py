@@ -28,8 +28,10 @@ class FreshEnv:
 
     def create(self) -> "FreshEnv":
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(self.root)], check=True)
-        shared = Path(sysconfig.get_paths(vars={"base": sys.prefix})["purelib"]).resolve()
-        (self.site_packages() / "speech-platform.pth").write_text(f"{shared}\n{REPO}\n")
+        paths = sysconfig.get_paths(vars={"base": sys.prefix, "platbase": sys.prefix})
+        shared = dict.fromkeys(str(Path(paths[k]).resolve()) for k in ("purelib", "platlib"))
+        lines = [*shared, str(REPO)]
+        (self.site_packages() / "speech-platform.pth").write_text("\n".join(lines) + "\n")
         return self
 
     def site_packages(self) -> Path:

@@ -5,12 +5,14 @@ reads declarations in every process, producers included. The work is in
 speech_kws.spotter, loaded by the worker that serves the `kws` queue.
 """
 
-from producer.algorithms import Algorithm, Operation, Option
+from producer.algorithms import Algorithm, Operation, Option, Resources
 
 ALGORITHM = Algorithm(
     name="kws",
     summary="keyword spotting (pocketsphinx keyphrase search, US English): timed hits",
     warm="speech_kws.spotter:warm",
+    # a warm pool process measured ~105 MB resident (the decoder and its model ~36 MB)
+    resources=Resources(threads=1, memory_mb=120),
     # pocketsphinx's keyphrase search runs at ~0.1-0.2 x real time: 600 s of audio ~120 s
     operations=(
         Operation(
