@@ -1,15 +1,30 @@
 """A fresh environment with the kws example and a scaffolded algorithm installed, and
-their workers on the session's vhost."""
+their workers on a vhost of this folder's own: tests/clients runs a demo plugin also
+named kws, whose workers must never take these requests."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Worker
+from producer import Client
+from tests.helpers import Vhost, Worker
 from tests.plugins.envs import EXAMPLES, FreshEnv
 
 SCAFFOLDED = "loudness"
+
+
+@pytest.fixture(scope="session")
+def plugin_broker_url() -> Iterator[str]:
+    vhost = Vhost("speech-plugins").create()
+    yield vhost.url
+    vhost.delete()
+
+
+@pytest.fixture(scope="session")
+def plugin_client(plugin_broker_url: str) -> Iterator[Client]:
+    with Client(plugin_broker_url, timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
@@ -31,18 +46,22 @@ def scaffolded(plugin_env: FreshEnv) -> Path:
 
 
 @pytest.fixture(scope="session")
-def kws_worker(broker_url: str, plugin_env: FreshEnv) -> Iterator[Worker]:
+def kws_worker(plugin_broker_url: str, plugin_env: FreshEnv) -> Iterator[Worker]:
     worker = Worker(
-        broker_url, "kws", name="kws-plugin", python=plugin_env.python, cwd=plugin_env.root
+        plugin_broker_url, "kws", name="kws-plugin", python=plugin_env.python, cwd=plugin_env.root
     )
     yield worker.start(timeout=120).wait_warm("kws")
     worker.stop()
 
 
 @pytest.fixture(scope="session")
-def loudness_worker(broker_url: str, plugin_env: FreshEnv) -> Iterator[Worker]:
+def loudness_worker(plugin_broker_url: str, plugin_env: FreshEnv) -> Iterator[Worker]:
     worker = Worker(
-        broker_url, SCAFFOLDED, name="loud-plugin", python=plugin_env.python, cwd=plugin_env.root
+        plugin_broker_url,
+        SCAFFOLDED,
+        name="loud-plugin",
+        python=plugin_env.python,
+        cwd=plugin_env.root,
     )
     yield worker.start(timeout=120).wait_warm(SCAFFOLDED)
     worker.stop()

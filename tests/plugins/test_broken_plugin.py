@@ -40,17 +40,17 @@ def broken_env(tmp_path_factory: pytest.TempPathFactory) -> FreshEnv:
 
 
 @pytest.fixture
-def kws_beside_it(broker_url: str, broken_env: FreshEnv) -> Iterator[Worker]:
-    worker = Worker(broker_url, "kws", name="kws-beside-broken", python=broken_env.python,
+def kws_beside_it(plugin_broker_url: str, broken_env: FreshEnv) -> Iterator[Worker]:
+    worker = Worker(plugin_broker_url, "kws", name="kws-beside-broken", python=broken_env.python,
                     cwd=broken_env.root)  # fmt: skip
     yield worker.start(timeout=120).wait_warm("kws")
     worker.stop()
 
 
 def test_the_worker_of_a_broken_plugin_stops_saying_why(
-    broker_url: str, broken_env: FreshEnv
+    plugin_broker_url: str, broken_env: FreshEnv
 ) -> None:
-    worker = Worker(broker_url, "broken", name="broken", python=broken_env.python,
+    worker = Worker(plugin_broker_url, "broken", name="broken", python=broken_env.python,
                     cwd=broken_env.root)  # fmt: skip
     worker.launch()
     assert worker.proc is not None
@@ -68,13 +68,13 @@ def test_the_worker_of_a_broken_plugin_stops_saying_why(
 
 
 def test_other_queues_serve_on(
-    broker_url: str, broken_env: FreshEnv, kws_beside_it: Worker, client: Client
+    plugin_broker_url: str, broken_env: FreshEnv, kws_beside_it: Worker, plugin_client: Client
 ) -> None:
     assert "speech-broken failed to load: ImportError" in kws_beside_it.log()
-    result = client.call("kws", DATA / "fox_kal16.wav", 60, keywords=["lazy dog"])
+    result = plugin_client.call("kws", DATA / "fox_kal16.wav", 60, keywords=["lazy dog"])
     assert [h["keyword"] for h in result["hits"]] == ["lazy dog"]
     # The catalog of that environment says which plugin failed, and still lists the others
-    listed = run_cli(broker_url, "algorithms", "--json", python=broken_env.python)
+    listed = run_cli(plugin_broker_url, "algorithms", "--json", python=broken_env.python)
     assert listed.returncode == 1
     catalog = json.loads(listed.stdout)
     assert "kws" in catalog["algorithms"] and "broken" not in catalog["algorithms"]

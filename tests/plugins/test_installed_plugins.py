@@ -14,6 +14,7 @@ from producer.catalog import catalog
 from tests.clients.servers import Bridge, Gateway
 from tests.clients.test_bridge import RpcClient
 from tests.helpers import DATA, Worker, run_cli
+from tests.openapi_checks import check_document
 from tests.plugins.conftest import SCAFFOLDED
 from tests.plugins.envs import FreshEnv
 
@@ -40,7 +41,7 @@ def test_only_the_fresh_environment_knows_the_plugins(plugin_env: FreshEnv) -> N
 
 
 def test_client_calls_kws_from_the_fresh_environment(
-    plugin_env: FreshEnv, kws_worker: Worker, broker_url: str
+    plugin_env: FreshEnv, kws_worker: Worker, plugin_broker_url: str
 ) -> None:
     script = (
         "import json, sys; from producer import Client, InvalidOptions\n"
@@ -50,7 +51,7 @@ def test_client_calls_kws_from_the_fresh_environment(
         "    except InvalidOptions as e: r['refused'] = str(e)\n"
         "print(json.dumps(r))\n"
     )
-    done = plugin_env.run("-c", script, broker_url, str(MEETING))
+    done = plugin_env.run("-c", script, plugin_broker_url, str(MEETING))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert [h["keyword"] for h in result["hits"]] == ["monday"]
@@ -59,24 +60,28 @@ def test_client_calls_kws_from_the_fresh_environment(
 
 
 def test_a_client_without_the_plugin_still_calls_it(
-    client: Client, kws_worker: Worker, broker_url: str
+    plugin_client: Client, kws_worker: Worker, plugin_broker_url: str
 ) -> None:
     # This interpreter has no declaration of kws: the broker's queue is enough, and the
     # worker checks the options
-    result = client.call("kws", DATA / "fox_rms.wav", 60, keywords=["lazy dog", "fox"])
+    result = plugin_client.call("kws", DATA / "fox_rms.wav", 60, keywords=["lazy dog", "fox"])
     assert [h["keyword"] for h in result["hits"]] == ["fox", "lazy dog"]
     with pytest.raises(InvalidOptions, match="threshold must be between -50 and 20"):
-        client.call("kws", DATA / "fox_rms.wav", 60, keywords=["fox"], threshold=99)
+        plugin_client.call("kws", DATA / "fox_rms.wav", 60, keywords=["fox"], threshold=99)
     # The same from this environment's command line
-    done = run_cli(broker_url, "call", "kws", str(DATA / "fox_rms.wav"), "-o", "keywords=fox")
+    done = run_cli(
+        plugin_broker_url, "call", "kws", str(DATA / "fox_rms.wav"), "-o", "keywords=fox"
+    )
     assert done.returncode == 0, done.stderr
     assert [h["keyword"] for h in json.loads(done.stdout)["hits"]] == ["fox"]
 
 
-def test_cli_call_with_options(plugin_env: FreshEnv, kws_worker: Worker, broker_url: str) -> None:
+def test_cli_call_with_options(
+    plugin_env: FreshEnv, kws_worker: Worker, plugin_broker_url: str
+) -> None:
     files = [str(DATA / "weather_awb.wav"), str(MEETING)]
     keywords = "keywords=" + json.dumps(["wind", "the report"])
-    done = run_cli(broker_url, "call", "kws", *files, "--option", keywords,
+    done = run_cli(plugin_broker_url, "call", "kws", *files, "--option", keywords,
                    "--option", "threshold=-5", "--json", python=plugin_env.python,
                    cwd=plugin_env.root)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -84,18 +89,18 @@ def test_cli_call_with_options(plugin_env: FreshEnv, kws_worker: Worker, broker_
     assert [line["file"] for line in lines] == files
     assert [[h["keyword"] for h in line["hits"]] for line in lines] == [["wind"], ["the report"]]
     assert lines[0]["threshold"] == -5
-    helped = run_cli(broker_url, "call", "kws", "--help", python=plugin_env.python)
+    helped = run_cli(plugin_broker_url, "call", "kws", "--help", python=plugin_env.python)
     assert 'keywords  texts; default ["hello"]; up to 100 characters each' in helped.stdout
     assert "threshold  number; default 0.0; from -50 to 20" in helped.stdout
-    bad = run_cli(broker_url, "call", "kws", files[0], "--option", "threshold=-99",
+    bad = run_cli(plugin_broker_url, "call", "kws", files[0], "--option", "threshold=-99",
                   python=plugin_env.python)  # fmt: skip
     assert bad.returncode == 1 and "threshold must be between -50 and 20" in bad.stderr
 
 
 def test_the_scaffolded_algorithm(
-    plugin_env: FreshEnv, loudness_worker: Worker, broker_url: str
+    plugin_env: FreshEnv, loudness_worker: Worker, plugin_broker_url: str
 ) -> None:
-    done = run_cli(broker_url, "call", SCAFFOLDED, str(MEETING), "--option", "gate=-30",
+    done = run_cli(plugin_broker_url, "call", SCAFFOLDED, str(MEETING), "--option", "gate=-30",
                    "--json", python=plugin_env.python)  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -104,10 +109,10 @@ def test_the_scaffolded_algorithm(
 
 
 def test_the_scaffolded_packages_own_tests_pass(
-    plugin_env: FreshEnv, scaffolded: object, broker_url: str
+    plugin_env: FreshEnv, scaffolded: object, plugin_broker_url: str
 ) -> None:
     # Its tests start a worker of their own, from the platform found on the path
-    env = {**os.environ, "CELERY_BROKER_URL": broker_url}
+    env = {**os.environ, "CELERY_BROKER_URL": plugin_broker_url}
     done = plugin_env.run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
                           env=env, cwd=scaffolded, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -115,17 +120,21 @@ def test_the_scaffolded_packages_own_tests_pass(
 
 
 def test_gateway_serves_the_plugin(
-    plugin_env: FreshEnv, kws_worker: Worker, broker_url: str
+    plugin_env: FreshEnv, kws_worker: Worker, plugin_broker_url: str
 ) -> None:
-    gateway = Gateway(broker_url, python=plugin_env.python, cwd=plugin_env.root).start()
+    gateway = Gateway(plugin_broker_url, python=plugin_env.python, cwd=plugin_env.root).start()
     try:
         listed = httpx.get(f"{gateway.url}/v1/algorithms", timeout=10).json()
         assert "kws" in listed["algorithms"] and SCAFFOLDED in listed["algorithms"]
         assert "kws" in listed["operations"]
-        assert (
-            "/v1/{algorithm}"
-            in httpx.get(f"{gateway.url}/openapi.json", timeout=10).json()["paths"]
-        )
+        assert listed["declarations"]["kws"]["source"] == "speech-kws"
+        # The OpenAPI document has a path per operation, the plugins' typed from their
+        # declarations like the built-ins'
+        document = httpx.get(f"{gateway.url}/openapi.json", timeout=10).json()
+        check_document(document, listed["declarations"])
+        params = {p["name"] for p in document["paths"]["/v1/kws"]["post"]["parameters"]}
+        assert {"keywords", "threshold"} <= params
+        assert "/v1/loudness" in document["paths"]
         answer = httpx.post(
             f"{gateway.url}/v1/kws",
             params={"keywords": json.dumps(["monday"]), "timeout": "60"},
@@ -151,10 +160,10 @@ def test_gateway_serves_the_plugin(
 
 
 def test_bridge_serves_the_plugin(
-    plugin_env: FreshEnv, kws_worker: Worker, broker_url: str
+    plugin_env: FreshEnv, kws_worker: Worker, plugin_broker_url: str
 ) -> None:
-    bridge = Bridge(broker_url, python=plugin_env.python, cwd=plugin_env.root).start()
-    rpc = RpcClient(broker_url)
+    bridge = Bridge(plugin_broker_url, python=plugin_env.python, cwd=plugin_env.root).start()
+    rpc = RpcClient(plugin_broker_url)
     try:
         request = {"audio": MEETING.read_bytes(), "options": {"keywords": ["the report"]}}
         (reply,) = rpc.wait(rpc.send(msgpack.packb(request), queue="rpc.kws"), timeout=90)
@@ -169,9 +178,11 @@ def test_bridge_serves_the_plugin(
 
 
 def test_status_lists_the_plugins_queues(
-    plugin_env: FreshEnv, kws_worker: Worker, loudness_worker: Worker, broker_url: str
+    plugin_env: FreshEnv, kws_worker: Worker, loudness_worker: Worker, plugin_broker_url: str
 ) -> None:
-    done = run_cli(broker_url, "status", "kws", SCAFFOLDED, "--json", python=plugin_env.python)
+    done = run_cli(
+        plugin_broker_url, "status", "kws", SCAFFOLDED, "--json", python=plugin_env.python
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     queues = {q["queue"]: q for q in json.loads(done.stdout)["queues"]}
     assert set(queues) == {"kws", SCAFFOLDED}
