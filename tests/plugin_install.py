@@ -18,6 +18,7 @@ def install_echo(folder: Path) -> dict[str, str]:
     info = folder / "speech_echo_demo-0.1.dist-info"
     info.mkdir(exist_ok=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[speech.algorithms]\necho = speech_echo_demo:ALGORITHM\n")
+    entry_points = "[speech.algorithms]\necho = speech_echo_demo:ALGORITHM\n"
+    (info / "entry_points.txt").write_text(entry_points)
     paths = [str(folder), os.environ.get("PYTHONPATH", "")]
     return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
