@@ -7,7 +7,7 @@ import argparse
 import json
 from collections.abc import Callable
 
-from producer import cli_algorithms
+from producer import cli_algorithms, cli_call, scaffold
 from producer.cli_files import EXIT_FAILED, EXIT_OK, error, run_files
 from producer.client import Client
 from producer.errors import InvalidInput, SpeechError
@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     bridge.add_argument("--concurrency", type=int, help="default: SPEECH_BRIDGE_CONCURRENCY")
 
     cli_algorithms.add_parsers(sub, _add_output_options)
+    cli_call.add_parsers(sub)
+    scaffold.add_parser(sub)
 
     status = sub.add_parser("status", help="backlog, consumers and live workers per queue")
     status.add_argument("queues", nargs="*", metavar="QUEUE", help="default: every algorithm")
@@ -114,4 +116,6 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "bridge": _bridge,
     "status": _status,
     **cli_algorithms.COMMANDS,
+    **cli_call.COMMANDS,
+    **scaffold.COMMANDS,
 }

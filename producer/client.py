@@ -211,6 +211,13 @@ class Client:
         if queue in self._remote_queues:
             return queue
         known = ", ".join(self.operations)
+        if queue in self.catalog.algorithms:
+            named = [key for key, name in self.operations.items() if name == queue]
+            raise InvalidInput(
+                f"{queue} has several operations: name one of {', '.join(named)}"
+                if operation == queue
+                else f"unknown operation {operation[:80]!r}; {queue}'s are {', '.join(named)}"
+            )
         if not REMOTE_NAME.match(operation) or self._backlog(queue) < 0:
             raise InvalidInput(
                 f"unknown algorithm {operation[:80]!r}: not installed here and no queue of that"

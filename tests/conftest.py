@@ -1,8 +1,8 @@
 """Shared fixtures: a private vhost on the real RabbitMQ and real algorithm workers.
 
 Every test is marked with its tier, the folder it lives in (unit, integration, clients,
-ops, reliability): `pytest -m unit`, `make test-fast` (unit and the integration tests not
-marked slow), `make test` (everything).
+ops, reliability, plugins): `pytest -m unit`, `make test-fast` (unit and the integration
+tests not marked slow), `make test` (everything).
 """
 
 from collections.abc import Iterator
@@ -15,7 +15,7 @@ from producer import Client
 from tests.helpers import Vhost, Worker
 
 TESTS = Path(__file__).parent
-TIERS = ("unit", "integration", "clients", "ops", "reliability")
+TIERS = ("unit", "integration", "clients", "ops", "reliability", "plugins")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

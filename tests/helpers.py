@@ -92,10 +92,15 @@ class Service:
     group, logging to tests/artifacts."""
 
     def __init__(
-        self, cmd: list[str], env: dict[str, str], log_name: str, host: Any = None
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        log_name: str,
+        host: Any = None,
+        cwd: Path = REPO,
     ) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
-        self.cmd, self.env, self.host = cmd, env, host
+        self.cmd, self.env, self.host, self.cwd = cmd, env, host, cwd
         self.log_path: Path = ARTIFACTS / log_name
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -106,7 +111,7 @@ class Service:
                 self.proc = self.host.run(self.cmd, env=self.env, stdout=log)
                 return
             self.proc = subprocess.Popen(
-                self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                self.cmd, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
 
@@ -166,16 +171,19 @@ class Worker(Service):
         pool: str = "prefork",
         env: dict[str, str] | None = None,
         host: Any = None,
+        python: str = sys.executable,
+        cwd: Path = REPO,
     ) -> None:
+        """`python`: the interpreter of another environment (tests/plugins: a fresh venv)."""
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
         cmd = [
-            sys.executable, "-m", "celery", "-A", "tasks", "worker",
+            python, "-m", "celery", "-A", "tasks", "worker",
             "-Q", queues, "-c", str(concurrency), "-P", pool,
             "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle",
             "-l", "info",
         ]  # fmt: skip
         env = {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})}
-        super().__init__(cmd, env, f"worker-{self.name}.log", host)
+        super().__init__(cmd, env, f"worker-{self.name}.log", host, cwd)
 
     def start(self, timeout: float = 90.0) -> "Worker":
         self.launch()
@@ -192,11 +200,17 @@ class Worker(Service):
         return self
 
 
-def run_cli(broker_url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    broker_url: str,
+    *args: str,
+    timeout: float = 120,
+    python: str = sys.executable,
+    cwd: Path = REPO,
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CELERY_BROKER_URL": broker_url}
     return subprocess.run(
-        [sys.executable, "-m", "producer", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        [python, "-m", "producer", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 

@@ -24,7 +24,6 @@ Imported only by the `serve` subcommand: `import producer` must not pull in Fast
 import argparse
 import asyncio
 import hmac
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -315,6 +314,8 @@ def _timeout(value: Any, default: float) -> float:
 def serve(client: Client, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from producer.servers.http11 import GatewayProtocol
+
     app = create_app(client)
     app.state.jobs.start()  # this process runs jobs from the store (servers/jobrunner.py)
     host = args.host or celeryconfig.gateway_host
@@ -323,33 +324,9 @@ def serve(client: Client, args: argparse.Namespace) -> int:
         app,
         host=host,
         port=port,
-        http=_json_http_protocol(),
+        http=GatewayProtocol,
         log_level=args.log_level,
         access_log=args.access_log,
     )
     app.state.jobs.stop()
     return 0
-
-
-def _json_http_protocol() -> type:
-    """uvicorn's HTTP/1.1 protocol (h11), answering requests it cannot parse in JSON too:
-    a request line or headers over 16 KiB, a header without a colon, a bad chunk size."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class JsonErrors(H11Protocol):  # type: ignore[misc]
-        def send_400_response(self, msg: str) -> None:
-            if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-                # An answer was sent already (a 401 before a broken chunk): just close.
-                self.transport.close()
-                return
-            error = {"type": "HTTPError", "message": f"malformed HTTP request: {msg}"}
-            body = json.dumps({"error": error}).encode()
-            head = (
-                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-            )
-            self.transport.write(head.encode() + body)
-            self.transport.close()
-
-    return JsonErrors

@@ -4,20 +4,31 @@ import os
 import sys
 import tempfile
 import uuid
+from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.helpers import Service, free_port
+from tests.helpers import REPO, Service, free_port
 
 
 class Producer(Service):
-    """`python -m producer <command>` in its own process group, logging to tests/artifacts."""
+    """`python -m producer <command>` in its own process group, logging to tests/artifacts;
+    `python` and `cwd` run it from another environment (tests/plugins: a fresh venv)."""
 
-    def __init__(self, broker_url: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        python: str = sys.executable,
+        cwd: Path = REPO,
+    ) -> None:
         super().__init__(
-            [sys.executable, "-m", "producer", *args],
+            [python, "-m", "producer", *args],
             {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})},
             f"{args[0]}-{uuid.uuid4().hex[:6]}.log",
+            cwd=cwd,
         )
 
     def start(self) -> "Producer":
@@ -26,12 +37,13 @@ class Producer(Service):
 
 
 class Gateway(Producer):
-    def __init__(self, broker_url: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, broker_url: str, env: dict[str, str] | None = None, **where: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        args = ("serve", "--port", str(self.port), "--no-access-log")
         # Its spool and job store in a folder of its own, never in the working tree
         env = {"SPEECH_DATA_DIR": tempfile.mkdtemp(prefix="speech-gateway-"), **(env or {})}
-        super().__init__(broker_url, "serve", "--port", str(self.port), "--no-access-log", env=env)
+        super().__init__(broker_url, *args, env=env, **where)
 
     def start(self) -> "Gateway":
         super().start()
@@ -47,9 +59,14 @@ class Gateway(Producer):
 
 class Bridge(Producer):
     def __init__(
-        self, broker_url: str, concurrency: int = 8, env: dict[str, str] | None = None
+        self,
+        broker_url: str,
+        concurrency: int = 8,
+        env: dict[str, str] | None = None,
+        **where: Any,
     ) -> None:
-        super().__init__(broker_url, "bridge", "--concurrency", str(concurrency), env=env)
+        args = ("bridge", "--concurrency", str(concurrency))
+        super().__init__(broker_url, *args, env=env, **where)
 
     def start(self) -> "Bridge":
         super().start()

@@ -19,7 +19,7 @@ from tests.clients.servers import Bridge, Gateway
 from tests.clients.test_bridge import RpcClient
 from tests.helpers import DATA, REPO, Worker
 from tests.openapi_checks import check_document
-from tests.plugin_install import DISTRIBUTION, install_kws
+from tests.plugin_install import DISTRIBUTION, install_echo
 
 FOX = (DATA / "fox_kal16.wav").read_bytes()
 KWS_DEFAULTS = {"keywords": ["hello"], "sensitivity": 0.5, "mode": "exact"}
@@ -27,12 +27,12 @@ KWS_DEFAULTS = {"keywords": ["hello"], "sensitivity": 0.5, "mode": "exact"}
 
 @pytest.fixture(scope="module")
 def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return install_kws(tmp_path_factory.mktemp("site-packages"))
+    return install_echo(tmp_path_factory.mktemp("site-packages"))
 
 
 @pytest.fixture(scope="module")
-def kws_worker(broker_url: str, plugin_env: dict[str, str]) -> Iterator[Worker]:
-    worker = Worker(broker_url, "kws", name="kws-plugin", env=plugin_env).start()
+def echo_worker(broker_url: str, plugin_env: dict[str, str]) -> Iterator[Worker]:
+    worker = Worker(broker_url, "echo", name="echo-plugin", env=plugin_env).start()
     yield worker
     worker.stop()
 
@@ -45,21 +45,21 @@ def plugin_gateway(broker_url: str, plugin_env: dict[str, str]) -> Iterator[Gate
 
 
 def test_the_gateway_lists_documents_and_serves_the_plugin(
-    plugin_gateway: Gateway, kws_worker: Worker
+    plugin_gateway: Gateway, echo_worker: Worker
 ) -> None:
     url = plugin_gateway.url
     # Given a gateway started where the plugin is installed
     listing = httpx.get(f"{url}/v1/algorithms", timeout=10).json()
     # Then its declaration is listed with where it came from
-    assert listing["algorithms"] == [*catalog().names, "kws"] and "kws" in listing["operations"]
-    kws = listing["declarations"]["kws"]
-    assert kws["source"] == DISTRIBUTION
-    assert kws["operations"]["kws"]["options"]["mode"]["choices"] == ["exact", "fuzzy"]
+    assert listing["algorithms"] == [*catalog().names, "echo"] and "echo" in listing["operations"]
+    echo = listing["declarations"]["echo"]
+    assert echo["source"] == DISTRIBUTION
+    assert echo["operations"]["echo"]["options"]["mode"]["choices"] == ["exact", "fuzzy"]
     # And the OpenAPI document has its path, typed like the built-ins'
     check_document(httpx.get(f"{url}/openapi.json", timeout=10).json(), listing["declarations"])
     # When it is called with options, one of them a list
     res = httpx.post(
-        f"{url}/v1/kws",
+        f"{url}/v1/echo",
         params={"keywords": json.dumps(["fox", "dog"]), "sensitivity": "0.9"},
         content=FOX,
         headers={"Content-Type": "audio/wav"},
@@ -72,24 +72,24 @@ def test_the_gateway_lists_documents_and_serves_the_plugin(
     assert 2 < result["duration"] < 4
     # And a wrong option is refused by the gateway from the plugin's declaration
     res = httpx.post(
-        f"{url}/v1/kws?mode=loose", content=FOX, headers={"Content-Type": "audio/wav"}, timeout=30
+        f"{url}/v1/echo?mode=loose", content=FOX, headers={"Content-Type": "audio/wav"}, timeout=30
     )
     assert res.status_code == 400 and res.json()["error"]["type"] == "InvalidOptions"
     assert "option mode must be one of ['exact', 'fuzzy']" in res.json()["error"]["message"]
 
 
 def test_the_bridge_consumes_the_plugin_queue(
-    broker_url: str, plugin_env: dict[str, str], kws_worker: Worker
+    broker_url: str, plugin_env: dict[str, str], echo_worker: Worker
 ) -> None:
     # Given a bridge started where the plugin is installed
     bridge = Bridge(broker_url, concurrency=2, env=plugin_env).start()
     rpc = RpcClient(broker_url)
     try:
         consuming = next(x for x in bridge.log().splitlines() if "bridge consuming" in x)
-        assert "rpc.kws," in consuming + "," and "rpc.speaker.verify" in consuming
-        # When a plain AMQP client publishes to rpc.kws
+        assert "rpc.echo," in consuming + "," and "rpc.speaker.verify" in consuming
+        # When a plain AMQP client publishes to rpc.echo
         request = {"audio": FOX, "options": {"mode": "fuzzy"}, "timeout": 30}
-        (reply,) = rpc.wait(rpc.send(msgpack.packb(request), queue="rpc.kws"), timeout=60)
+        (reply,) = rpc.wait(rpc.send(msgpack.packb(request), queue="rpc.echo"), timeout=60)
     finally:
         rpc.close()
         bridge.stop()
@@ -99,7 +99,7 @@ def test_the_bridge_consumes_the_plugin_queue(
 
 
 def test_status_watches_the_plugin_queue(
-    broker_url: str, plugin_env: dict[str, str], kws_worker: Worker
+    broker_url: str, plugin_env: dict[str, str], echo_worker: Worker
 ) -> None:
     def status(env: dict[str, str]) -> list[dict]:
         done = subprocess.run(
@@ -114,22 +114,22 @@ def test_status_watches_the_plugin_queue(
     # Given the plugin installed where the operator runs `producer status`
     rows = {row["queue"]: row for row in status(plugin_env)}
     # Then every algorithm of the catalog is listed, the plugin's queue live
-    assert list(rows) == [*catalog().names, "kws"]
-    assert rows["kws"]["live"] and rows["kws"]["workers"][0].startswith("kws-plugin@")
+    assert list(rows) == [*catalog().names, "echo"]
+    assert rows["echo"]["live"] and rows["echo"]["workers"][0].startswith("echo-plugin@")
     # And where it is not installed, only the built-ins are
     assert [row["queue"] for row in status({})] == list(catalog().names)
 
 
 def test_the_page_offers_the_plugin_and_its_options(
-    browser: Browser, plugin_gateway: Gateway, kws_worker: Worker
+    browser: Browser, plugin_gateway: Gateway, echo_worker: Worker
 ) -> None:
     # Given the try-it page of a gateway where the plugin is installed
     context = browser.new_context()
     page = context.new_page()
     page.goto(plugin_gateway.url)
     page.set_input_files("#file", str(DATA / "fox_kal16.wav"))
-    # When kws is chosen, its form comes from its declaration
-    page.select_option("#algorithm", "kws")
+    # When echo is chosen, its form comes from its declaration
+    page.select_option("#algorithm", "echo")
     expect(page.locator("#help")).to_contain_text(DISTRIBUTION)
     keywords = page.locator('textarea[data-option="keywords"]')
     assert keywords.input_value() == "hello"
@@ -137,7 +137,7 @@ def test_the_page_offers_the_plugin_and_its_options(
     # And the keywords typed one per line reach its worker as a list
     keywords.fill("fox\ndog\n")
     page.click("#run")
-    expect(page.locator("#status")).to_contain_text("kws answered", timeout=60_000)
+    expect(page.locator("#status")).to_contain_text("echo answered", timeout=60_000)
     result = json.loads(page.locator("#json").text_content())["result"]
     assert result["options"] == {**KWS_DEFAULTS, "keywords": ["fox", "dog"]}
     context.close()

@@ -113,10 +113,16 @@ def test_features_travel_as_compact_arrays_and_options_are_checked(client: Clien
         and len(raw["mfcc"]["data"]) == 4 * 13 * raw["mfcc"]["shape"][1]
     )
     assert set(client.features(DATA / "fox_awb.wav", include="rms")) >= {"rms", "times"}
-    with pytest.raises(InvalidOptions, match="unknown features \\['pitch'\\]"):
-        client.features(DATA / "fox_awb.wav", include=["pitch"])
-    with pytest.raises(InvalidOptions, match="n_mfcc must be an integer"):
-        client.features(DATA / "fox_awb.wav", n_mfcc="many")
+    # Refused by the Client before sending, and by the worker from the same declaration
+    fox = (DATA / "fox_awb.wav").read_bytes()
+    for bad, message in [
+        ({"include": ["pitch"]}, "include must be a list of \\['mfcc', 'logmel', 'f0', 'rms'\\]"),
+        ({"n_mfcc": "many"}, "n_mfcc must be a number, got str 'many'"),
+    ]:
+        with pytest.raises(InvalidOptions, match=message):
+            client.features(fox, **bad)
+        with pytest.raises(InvalidOptions, match=message):
+            client._rpc("speech.features", "features", [fox], bad, 60)
 
 
 @pytest.mark.usefixtures("denoise_worker")

@@ -11,7 +11,7 @@ from producer.catalog import Catalog, build_catalog
 from producer.servers.gateway import create_app
 from producer.servers.openapi import option_schema
 from tests.openapi_checks import check_document
-from tests.plugin.speech_kws_demo import ALGORITHM as KWS
+from tests.plugin.speech_echo_demo import ALGORITHM as ECHO
 
 
 class CatalogClient:
@@ -33,20 +33,20 @@ def _app(catalog: Catalog) -> TestClient:
 
 def test_every_operation_of_the_catalog_is_a_documented_path() -> None:
     # Given the built-ins and a plugin, as the catalog gathers them
-    catalog = build_catalog(list(BUILTINS), [KWS], {})
+    catalog = build_catalog(list(BUILTINS), [ECHO], {})
     with _app(catalog) as http:
         # When a caller reads the algorithms and the OpenAPI document
         listing = http.get("/v1/algorithms").json()
         doc = http.get("/openapi.json").json()
     # Then the listing keeps its keys and adds each declaration
-    assert listing["algorithms"] == [*[a.name for a in BUILTINS], "kws"]
-    assert "speaker.verify" in listing["operations"] and "kws" in listing["operations"]
+    assert listing["algorithms"] == [*[a.name for a in BUILTINS], "echo"]
+    assert "speaker.verify" in listing["operations"] and "echo" in listing["operations"]
     assert listing["declarations"] == catalog.describe()
     # And the document has one typed path per operation, the plugin's too
     check_document(doc, listing["declarations"])
-    kws = doc["paths"]["/v1/kws"]["post"]
-    assert [p["name"] for p in kws["parameters"]] == ["keywords", "sensitivity", "mode", "timeout"]
-    assert kws["tags"] == ["kws"]
+    echo = doc["paths"]["/v1/echo"]["post"]
+    assert [p["name"] for p in echo["parameters"]] == ["keywords", "sensitivity", "mode", "timeout"]
+    assert echo["tags"] == ["echo"]
 
 
 def test_only_the_catalog_decides_the_paths() -> None:
@@ -54,7 +54,7 @@ def test_only_the_catalog_decides_the_paths() -> None:
     with _app(build_catalog(list(BUILTINS), [], {})) as http:
         doc = http.get("/openapi.json").json()
     # Then no plugin path appears, and two clips are asked of speaker.verify only
-    assert "/v1/kws" not in doc["paths"]
+    assert "/v1/echo" not in doc["paths"]
     verify = doc["paths"]["/v1/speaker.verify"]["post"]["requestBody"]["content"]
     assert set(verify) == {"multipart/form-data"}
     audio = verify["multipart/form-data"]["schema"]["properties"]["audio"]
@@ -75,7 +75,7 @@ def test_option_kinds_map_to_json_schema() -> None:
     assert include["items"]["enum"] == ["mfcc", "logmel", "f0", "rms"]
     assert option_schema(denoise["stationary"]) == {"type": "boolean", "default": False}
     assert option_schema(denoise["format"])["enum"] == ["wav", "flac"]
-    keywords = option_schema(KWS.operations[0].options["keywords"])
+    keywords = option_schema(ECHO.operations[0].options["keywords"])
     assert keywords["type"] == "array" and keywords["items"]["type"] == "string"
 
 

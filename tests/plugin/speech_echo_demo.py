@@ -7,11 +7,11 @@ from typing import Any
 from producer.algorithms import Algorithm, Operation, Option
 
 ALGORITHM = Algorithm(
-    name="kws",
-    summary="keyword spotting (a test plugin: echoes its options)",
+    name="echo",
+    summary="a test plugin: measures the clip and echoes its options",
     operations=(
         Operation(
-            function="speech_kws_demo:spot",
+            function="speech_echo_demo:spot",
             help="where the keywords are said",
             options={
                 "keywords": Option("texts", ["hello"], "words to look for"),
