@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
-.PHONY: demo test test-fast lint format bench broker install clean system-deps test-clients cluster-up cluster-down lock
+.PHONY: demo test test-fast lint format bench broker postgres install clean system-deps test-clients cluster-up cluster-down lock
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,22 @@ demo: broker
 	  $(PY) -m producer asr $$f; \
 	done
 
-test: broker system-deps test-clients
+test: broker postgres system-deps test-clients
 	$(PY) -m pytest
+
+# The job store's PostgreSQL tests need a server on 127.0.0.1:5432 (SPEECH_TEST_POSTGRES):
+# start the local cluster if it is installed but stopped.
+postgres: install
+	@$(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null \
+	|| { if command -v pg_ctlcluster >/dev/null; then \
+	       v=$$(ls /etc/postgresql | sort -n | tail -1); \
+	       echo "starting the local PostgreSQL: pg_ctlcluster $$v main start"; \
+	       pg_ctlcluster $$v main start; \
+	     else \
+	       echo "PostgreSQL is not reachable at 127.0.0.1:5432 and not installed here."; \
+	       echo "Install it (Debian: apt-get install postgresql) or set SPEECH_TEST_POSTGRES."; \
+	       exit 1; \
+	     fi; }
 
 # Unit tests and the quick integration tests (an asr and a vad worker): about a minute.
 test-fast: broker
