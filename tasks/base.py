@@ -18,6 +18,7 @@ from celery import Celery, signals
 from producer.algorithms import Algorithm, Operation, resolve, task_name
 from producer.catalog import catalog
 from producer.errors import InvalidOptions, ResultTooLarge
+from tasks.batch import NOTHING, take
 
 log = logging.getLogger("speech.worker")
 
@@ -52,6 +53,13 @@ def _register_operation(key: str, operation: Operation) -> None:
     )
     def run(*args: Any, **options: Any) -> Any:
         from tasks.audio import decode
+
+        if operation.batch is not None:
+            made = take(run.request.id)  # what a batched pass made for this request
+            if isinstance(made, BaseException):
+                raise made
+            if made is not NOTHING:
+                return check_result_size(key, made)
 
         if len(args) != operation.clips:
             raise InvalidOptions(f"{key} takes {_count(operation.clips)}, got {len(args)}")
