@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import batching
 from producer import Client
 from tests.helpers import TRANSCRIPTS, Vhost, Worker
 from tests.signals import RATE, clip, silence, stitch, wav
@@ -121,8 +122,20 @@ def transcribe_speedup(client: Client, vhost: Vhost, rounds: int) -> dict[str, A
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["algorithms", "transcribe"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["algorithms", "transcribe", "batching"], help="run one part"
+    )
     args = parser.parse_args()
+    if args.only in (None, "batching"):
+        clip = five_second_clip()
+        batching.report(
+            [
+                batching.compare("speaker", "speaker_embed", clip, args.rounds),
+                batching.compare("vad", "vad", clip, args.rounds),
+            ]
+        )
+        if args.only == "batching":
+            return 0
     rows: list[dict[str, Any]] = []
     speedup: dict[str, Any] = {}
     vhost = Vhost("speech-bench").create()

@@ -273,4 +273,7 @@ def prepare(key: str, operation: Operation, items: list[tuple[Any, ...]], app: A
                   key, len(made), len(ready))  # fmt: skip
         return
     _made.update((task_id, outcome) for (task_id, _, _), outcome in zip(ready, made, strict=True))
-    log.debug("batched %s: %d requests in %.3f s", key, len(ready), monotonic() - started)
+    log.info(
+        "batched %s: %d requests, %d in one pass of %.3f s",
+        key, len(items), len(ready), monotonic() - started,
+    )  # fmt: skip

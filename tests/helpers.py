@@ -166,10 +166,11 @@ class Worker(Service):
         pool: str = "prefork",
         env: dict[str, str] | None = None,
         host: Any = None,
+        app: str = "tasks",
     ) -> None:
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
         cmd = [
-            sys.executable, "-m", "celery", "-A", "tasks", "worker",
+            sys.executable, "-m", "celery", "-A", app, "worker",
             "-Q", queues, "-c", str(concurrency), "-P", pool,
             "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle",
             "-l", "info",
