@@ -18,7 +18,6 @@ from celery import Celery, signals
 from producer.algorithms import Algorithm, Operation, resolve, task_name
 from producer.catalog import catalog
 from producer.errors import InvalidOptions, ResultTooLarge
-from tasks.batch import NOTHING, take
 
 log = logging.getLogger("speech.worker")
 
@@ -31,6 +30,10 @@ _warmers: dict[str, list[str]] = {}
 _served: list[str] = []
 # pool-process threads per queue (torch, BLAS): Celery scales by processes
 _threads: dict[str, int] = {}
+# task id -> what a batched pass (tasks/batch.py) made for it: a result or an exception,
+# held in a pool process between the pass and the request's own trace
+batch_made: dict[str, Any] = {}
+NOTHING = object()
 
 
 def register(algorithm: Algorithm) -> None:
@@ -55,7 +58,7 @@ def _register_operation(key: str, operation: Operation) -> None:
         from tasks.audio import decode
 
         if operation.batch is not None:
-            made = take(run.request.id)  # what a batched pass made for this request
+            made = batch_made.pop(run.request.id, NOTHING)
             if isinstance(made, BaseException):
                 raise made
             if made is not NOTHING:

@@ -37,17 +37,9 @@ from celery.worker.request import create_request_cls
 
 from producer.algorithms import Operation, resolve
 from producer.catalog import catalog
+from tasks.base import app, batch_made
 
 log = logging.getLogger("speech.worker")
-# task id -> what the batched pass made for it (a result or an exception), in a pool
-# process, between the pass and the request's trace
-_made: dict[str, Any] = {}
-NOTHING = object()
-
-
-def take(task_id: str) -> Any:
-    """What the batched pass made for `task_id` (popped), or NOTHING: run it alone."""
-    return _made.pop(task_id, NOTHING)
 
 
 def operation_key(task_name: str) -> str:
@@ -215,8 +207,6 @@ def run_batch(task_name: str, items: list[tuple[Any, ...]]) -> list[Any]:
     """In a pool process: the batched pass, then Celery's trace of each request."""
     from celery.app.trace import fast_trace_task, trace_task_ret
 
-    from tasks.base import app
-
     key = operation_key(task_name)
     operation = catalog().operation(key)
     assert operation is not None, key
@@ -225,17 +215,17 @@ def run_batch(task_name: str, items: list[tuple[Any, ...]]) -> list[Any]:
         try:
             prepare(key, operation, items, app)
         except SoftTimeLimitExceeded as exc:  # past one request's limit: each fails with it
-            _made.update((task_id, exc) for task_id in ids)
+            batch_made.update((task_id, exc) for task_id in ids)
         trace = fast_trace_task if app.use_fast_trace_task else trace_task_ret
         return [trace(*item, app=app) for item in items]
     finally:
         for task_id in ids:
-            _made.pop(task_id, None)
+            batch_made.pop(task_id, None)
 
 
 def prepare(key: str, operation: Operation, items: list[tuple[Any, ...]], app: Any) -> None:
     """Run `operation`'s batch function over the requests that pass their checks; what it
-    makes for each is left in _made for the request's own trace to return."""
+    makes for each is left in batch_made for the request's own trace to return."""
     from kombu.serialization import loads, prepare_accept_content
 
     from tasks.audio import decode
@@ -272,7 +262,9 @@ def prepare(key: str, operation: Operation, items: list[tuple[Any, ...]], app: A
         log.error("batched %s gave %d answers for %d requests; they run alone",
                   key, len(made), len(ready))  # fmt: skip
         return
-    _made.update((task_id, outcome) for (task_id, _, _), outcome in zip(ready, made, strict=True))
+    batch_made.update(
+        (task_id, outcome) for (task_id, _, _), outcome in zip(ready, made, strict=True)
+    )
     log.info(
         "batched %s: %d requests, %d in one pass of %.3f s",
         key, len(items), len(ready), monotonic() - started,
