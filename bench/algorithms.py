@@ -6,7 +6,8 @@ Runs real workers (one process each) on a private vhost of the local RabbitMQ. F
 algorithm, on a 5 s clip: the median latency of calls made one at a time (real-time
 factor = latency / 5 s), and the calls/s one worker process sustains with a backlog
 (4 calls in flight), which gives the hours of audio it handles per hour. Then a ~60 s
-recording through Client.transcribe with 1 and 2 asr worker processes.
+recording through Client.transcribe with 1 and 2 asr worker processes. First, batched
+inference against the same operations unbatched (bench/batching.py; `--only batching`).
 Numbers from a shared 2-core machine are noisy: compare ratios within one run.
 """
 
