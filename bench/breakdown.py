@@ -11,6 +11,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 import msgpack
@@ -20,8 +21,50 @@ from bench import raw_rpc
 from producer import Client
 
 
-def celery_split(client: Client, queue: str, n: int) -> dict[str, float]:
-    """Medians (ms) of publish, to-task and back for `n` pings through `client`."""
+class CpuMeter:
+    """CPU seconds spent by this process and by server processes (with their children)."""
+
+    def __init__(self, server_pids: list[int]) -> None:
+        import psutil
+
+        self.servers = [psutil.Process(pid) for pid in server_pids]
+
+    def _server_seconds(self) -> float:
+        total = 0.0
+        for proc in self.servers:
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    times = p.cpu_times()
+                except Exception:  # a pool process replaced meanwhile
+                    continue
+                total += times.user + times.system
+        return total
+
+    @contextmanager
+    def per_call(self, n: int, into: dict[str, float]) -> Any:
+        client, server = time.process_time(), self._server_seconds()
+        yield
+        into["client_cpu"] = (time.process_time() - client) / n * 1000
+        into["server_cpu"] = (self._server_seconds() - server) / n * 1000
+
+
+def celery_split(
+    client: Client, queue: str, n: int, cpu: CpuMeter | None = None
+) -> dict[str, float]:
+    """Medians (ms) of publish, to-task and back for `n` pings through `client`, and the
+    CPU ms per call of this process and of the worker (with `cpu`)."""
+    used: dict[str, float] = {}
+    with cpu.per_call(n, used) if cpu else _nothing():
+        split = _celery_split(client, queue, n)
+    return {**split, **used}
+
+
+@contextmanager
+def _nothing() -> Any:
+    yield
+
+
+def _celery_split(client: Client, queue: str, n: int) -> dict[str, float]:
     parts: dict[str, list[float]] = {"publish": [], "to_task": [], "back": [], "total": []}
     timed = _TimedPublish(client)
     for _ in range(n):
@@ -55,8 +98,15 @@ class _TimedPublish:
         self.client._publish = self.original  # type: ignore[method-assign]
 
 
-def raw_split(url: str, n: int) -> dict[str, float]:
+def raw_split(url: str, n: int, cpu: CpuMeter | None = None) -> dict[str, float]:
     """The same split for raw pika, quorum queue and publisher confirms."""
+    used: dict[str, float] = {}
+    with cpu.per_call(n, used) if cpu else _nothing():
+        split = _raw_split(url, n)
+    return {**split, **used}
+
+
+def _raw_split(url: str, n: int) -> dict[str, float]:
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
     ch.confirm_delivery()
@@ -107,11 +157,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 NO_EVENTS = "Client without task-sent events -> prefork worker"
 
 
-def run(raw_url: str) -> dict[str, dict[str, float]]:
-    """The split for raw pika (servers already on `raw_url`) and each variant, interleaved."""
+def run(raw_url: str, raw_pids: list[int]) -> dict[str, dict[str, float]]:
+    """The split for raw pika (its servers on `raw_url` run as `raw_pids`) and each variant,
+    interleaved."""
     from tests.helpers import Vhost, Worker
 
-    vhosts, workers, clients = [], [], {}
+    vhosts, workers, clients, meters = [], [], {}, {}
+    raw_meter = CpuMeter(raw_pids)
     try:
         for name, kwargs in VARIANTS.items():
             vhost = Vhost("speech-bench-split").create()
@@ -120,17 +172,22 @@ def run(raw_url: str) -> dict[str, dict[str, float]]:
             workers.append(worker.start())
             clients[name] = Client(vhost.url)
             clients[name].ping("asr", timeout=60)
+            assert worker.proc is not None
+            meters[name] = CpuMeter([worker.proc.pid])
             if kwargs["pool"] == "prefork":  # the same worker, called without events
+                meters[NO_EVENTS] = meters[name]
                 clients[NO_EVENTS] = Client(vhost.url)
                 assert clients[NO_EVENTS].events is not None
                 clients[NO_EVENTS].events.close()
                 clients[NO_EVENTS].events = None
         sides: dict[str, Callable[[], dict[str, float]]] = {
-            "raw pika, quorum queue + confirms": lambda: raw_split(raw_url, CALLS)
+            "raw pika, quorum queue + confirms": lambda: raw_split(raw_url, CALLS, raw_meter)
         }
         for name, client in clients.items():
             client.ping("asr")
-            sides[name] = (lambda c: lambda: celery_split(c, "asr", CALLS))(client)
+            sides[name] = (lambda c, m: lambda: celery_split(c, "asr", CALLS, m))(
+                client, meters[name]
+            )
         return interleaved(ROUNDS, sides)
     finally:
         for client in clients.values():
@@ -147,10 +204,14 @@ def report(split: dict[str, dict[str, float]]) -> None:
         f"\nwhere a ping's time goes, medians of {ROUNDS} interleaved rounds of {CALLS} calls"
         " (ms; the parts are medians each, so they need not add up to the total)\n"
     )
-    print("| path | publish until confirmed | to the task | back to the caller | total | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| path | publish until confirmed | to the task | back to the caller | total | ratio "
+        "| CPU per call: caller | server |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, s in split.items():
         print(
             f"| {name} | {s['publish']:.2f} | {s['to_task']:.2f} | {s['back']:.2f} "
-            f"| {s['total']:.2f} | {s['total'] / raw['total']:.2f}x |"
+            f"| {s['total']:.2f} | {s['total'] / raw['total']:.2f}x "
+            f"| {s['client_cpu']:.2f} | {s['server_cpu']:.2f} |"
         )

@@ -102,7 +102,7 @@ def main() -> None:
         ping = bench_ping(vhost.url)
         drain = bench_backlog(vhost.url)
         asr = bench_asr(vhost.url)
-        split = breakdown.run(vhost.url)
+        split = breakdown.run(vhost.url, [p.pid for p in servers[2:] if p.pid])
     finally:
         worker.stop()
         for p in servers:
