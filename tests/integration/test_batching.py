@@ -105,7 +105,9 @@ def test_errors_in_a_vad_batch_are_per_request(batch_worker: Worker, own_vhost: 
     assert isinstance(answers[3], InvalidAudio)
 
 
-SLOW_ENV = {"SPEECH_BATCH_MAX_BYTES": "100000"}  # 1 s and 2 s clips batch, 5 s runs alone
+# 1 s and 2 s clips batch, 5 s runs alone; a long wait so that on a busy machine the
+# requests sent together still share a batch
+SLOW_ENV = {"SPEECH_BATCH_MAX_BYTES": "100000", "SPEECH_BATCH_WAIT_MS": "1500"}
 
 
 @pytest.mark.parametrize(
@@ -130,7 +132,11 @@ def test_a_request_run_alone_keeps_its_own_time_limit(
     assert max(batches(batch_worker)) >= 2
 
 
-@pytest.mark.parametrize("batch_worker", [("slowbatch", "tests.batch_app", {})], indirect=True)
+@pytest.mark.parametrize(
+    "batch_worker",
+    [("slowbatch", "tests.batch_app", {"SPEECH_BATCH_WAIT_MS": "1500"})],
+    indirect=True,
+)
 def test_a_batch_past_the_soft_limit_answers_each_request_and_serves_on(
     batch_worker: Worker, own_vhost: Vhost
 ) -> None:
