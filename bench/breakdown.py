@@ -153,6 +153,11 @@ CALLS = 200
 VARIANTS: dict[str, dict[str, Any]] = {
     "Client -> prefork worker (shipped)": {"pool": "prefork"},
     "Client -> threads worker": {"pool": "threads"},
+    "Client -> worker, prefetch multiplier 4": {"env": {"SPEECH_PREFETCH_MULTIPLIER": "4"}},
+    "Client -> worker acking on start (no late acks)": {"app": "bench.apps.early_acks"},
+    "Client -> worker, answers without confirms": {"app": "bench.apps.unconfirmed"},
+    "Client -> worker, Celery's own strategy (no guard)": {"app": "bench.apps.unguarded"},
+    "Client -> worker sending task events": {"app": "bench.apps.events"},
 }
 NO_EVENTS = "Client without task-sent events -> prefork worker"
 
@@ -174,7 +179,7 @@ def run(raw_url: str, raw_pids: list[int]) -> dict[str, dict[str, float]]:
             clients[name].ping("asr", timeout=60)
             assert worker.proc is not None
             meters[name] = CpuMeter([worker.proc.pid])
-            if kwargs["pool"] == "prefork":  # the same worker, called without events
+            if name.endswith("(shipped)"):  # the same worker, called without events
                 meters[NO_EVENTS] = meters[name]
                 clients[NO_EVENTS] = Client(vhost.url)
                 assert clients[NO_EVENTS].events is not None
