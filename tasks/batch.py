@@ -16,6 +16,9 @@ requests that arrive while every process is busy make the next batch. In the pro
    queue, logged, counted in events, and fails alone with its own error (a bad clip, an
    answer too large); the main process acks each message once it is answered.
 
+A request delivered again (its worker died, or its connection) runs alone: if it killed
+the process running its batch, it cannot take its batch-mates towards the delivery limit.
+
 Time limits: a batch runs under one request's soft and hard limits, and holds only
 requests up to `batch_max_bytes` (larger ones run alone): short clips, so the pass ends
 far below the limits. A batch that still passes the soft limit fails each request with
@@ -91,7 +94,10 @@ class Batcher:
     # --- arrivals ---------------------------------------------------------------------
     def on_message(self, message: Any, body: Any, ack: Any, reject: Any, *args: Any, **kw: Any):
         payload_v2 = body is None and "args" not in message.payload
-        if not payload_v2 or len(message.body) > self.max_bytes:
+        # A redelivered request may be the one that killed the pool process running its
+        # batch: alone, it can take nobody else with it towards the delivery limit.
+        redelivered = (message.delivery_info or {}).get("redelivered")
+        if not payload_v2 or redelivered or len(message.body) > self.max_bytes:
             return self.alone(message, body, ack, reject, *args, **kw)  # alone, as always
         req = self.Request(
             message,

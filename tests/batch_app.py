@@ -2,10 +2,13 @@
 operation with a batch function and time limits of 1 s (soft) and 4 s (hard), declared
 the way any algorithm is. `celery -A tests.batch_app worker -Q slowbatch`.
 
-Clips of HANG_SECONDS or longer never finish (until the time limit stops them); the others
-answer with their length at once.
+Clips of exactly KILL_SECONDS kill the process running them (as an out-of-memory kill
+would); other clips of HANG_SECONDS or longer never finish (until the time limit stops
+them); the others answer with their length at once.
 """
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -18,9 +21,10 @@ from producer.catalog import catalog
 from tasks.base import app, register
 
 HANG_SECONDS = 2.0
+KILL_SECONDS = 1.5
 SLOW = Algorithm(
     name="slowbatch",
-    summary="test operation: answers a clip's length; a clip of 2 s or more hangs",
+    summary="test operation: a clip's length; 2 s or more hangs, 1.5 s kills its process",
     operations=(
         Operation(
             function="tests.batch_app:measure",
@@ -35,6 +39,8 @@ SLOW = Algorithm(
 
 def measure(samples: np.ndarray) -> dict[str, Any]:
     seconds = round(len(samples) / 16000, 3)
+    if seconds == KILL_SECONDS:
+        os.kill(os.getpid(), signal.SIGKILL)
     if seconds >= HANG_SECONDS:
         time.sleep(60)
     return {"seconds": seconds}

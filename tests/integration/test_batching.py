@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from producer import Client, InvalidAudio, InvalidOptions, RemoteError
+from producer import CallTimeout, Client, InvalidAudio, InvalidOptions, RemoteError
 from tests.helpers import DATA, Vhost, Worker, options, wait_for
 from tests.signals import clip, silence, wav
 
@@ -158,3 +158,31 @@ def test_a_batch_past_the_soft_limit_answers_each_request_and_serves_on(
         again = together([lambda: client.call("slowbatch", short)] * 3)
     assert [a["seconds"] for a in again] == [1.0, 1.0, 1.0]
     assert "Hard time limit" not in batch_worker.log()
+
+
+@pytest.mark.parametrize(
+    "batch_worker",
+    [("slowbatch", "tests.batch_app", {"SPEECH_BATCH_WAIT_MS": "1500"})],
+    indirect=True,
+)
+def test_a_clip_that_kills_its_batch_is_dead_lettered_alone(
+    batch_worker: Worker, own_vhost: Vhost
+) -> None:
+    short, killer = wav(silence(1.0)), wav(silence(1.5))
+    with Client(own_vhost.url, timeout=60) as client:
+        client.call("slowbatch", short)
+        # Given a batch holding a clip that kills the process running it
+        answers = together(
+            [lambda: client.call("slowbatch", short)] * 2
+            + [lambda: client.call("slowbatch", killer, timeout=25)]
+        )
+    # Then its batch-mates, delivered again, ran alone and were answered
+    assert [a["seconds"] for a in answers[:2]] == [1.0, 1.0]
+    # and the killer, alone at each delivery after the first, failed alone: dead-lettered
+    # at the delivery limit, or (when the pool saw its process die only at the time limit)
+    # answered with the time limit's error, as it would be unbatched
+    assert isinstance(answers[2], (CallTimeout, RemoteError)), answers[2]
+    wait_for(lambda: own_vhost.queues().get("slowbatch") == 0, 60, "an empty queue")
+    log = batch_worker.log()
+    assert log.count("WorkerLostError") >= 1
+    assert log.count("succeeded") >= 3  # the warm-up call and both batch-mates
