@@ -40,7 +40,7 @@ from producer.errors import (
 from producer.events import SentEvents
 from producer.options import check_timeout
 from producer.replies import ReplyApp, ReplyBackend, ReplyPathLost
-from producer.topology import declare_dead_letters
+from producer.topology import declare_algorithm_queues, declare_dead_letters
 
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
 log = logging.getLogger("speech.client")
@@ -81,9 +81,8 @@ class Client:
         self.app.conf.result_backend = f"{ReplyBackend.__module__}:{ReplyBackend.__name__}"
         self.app.conf.result_backend_thread_safe = True
         self.replies: ReplyBackend = self.app.backend
-        # Celery would publish each task-sent event through the task's own producer and so
-        # wait for its publisher confirm too: a second broker round trip per call. The
-        # Client publishes them from a thread of its own instead (producer/events.py).
+        # Celery would publish task-sent events through the task's producer, waiting for a
+        # second confirm per call: a thread of the Client's own does (producer/events.py).
         self.app.conf.task_send_sent_event = False
         self.events = SentEvents(self.app) if celeryconfig.task_send_sent_event else None
         self._declared = threading.Event()
@@ -332,11 +331,8 @@ class Client:
                 # The request expires with the caller's patience: workers skip it unrun if
                 # it is still queued when nobody waits for the answer any more.
                 # argsrepr/kwargsrepr: events (Flower) show "<WAV 88 kB>", never the audio.
-                argsrepr, kwargsrepr, expires = (
-                    args_repr(args),
-                    kwargs_repr(kwargs),
-                    _left(deadline),
-                )
+                argsrepr, kwargsrepr = args_repr(args), kwargs_repr(kwargs)
+                expires = _left(deadline)
                 result = self.app.signature(task, args=args, kwargs=kwargs).apply_async(
                     queue=self._remote_queues.get(queue, queue),
                     task_id=task_id,
@@ -398,11 +394,7 @@ class Client:
                 with self.app.connection_for_write() as conn:
                     conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
                     declare_dead_letters(conn)
-                    # Every declared algorithm's queue, once: a request sent before any
-                    # worker started waits in its queue (calls name the queue, not declare it).
-                    with conn.channel() as channel:
-                        for name in self.algorithms:
-                            celeryconfig.algorithm_queue(name)(channel).declare()
+                    declare_algorithm_queues(conn, self.algorithms)
             except OperationalError as exc:
                 raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
             self._declared.set()
