@@ -149,6 +149,17 @@ worker_hijack_root_logger = False
 # after which the parent SIGKILLs the child and forks another, forever.
 worker_proc_alive_timeout = _env_float("SPEECH_PROC_ALIVE_TIMEOUT", 120.0)
 
+# --- Batched inference (operations declared with `batch=`, producer/algorithms.py) -------
+# A worker process runs requests of such an operation that arrive together in one pass:
+# at most this many (also capped by the declaration's max_batch); 1 turns batching off.
+batch_size = _env_int("SPEECH_BATCH_SIZE", 16)
+# Milliseconds a free process waits for more requests before it starts a batch; 0 starts
+# at once, and requests arriving while a batch runs make the next one.
+batch_wait_ms = _env_float("SPEECH_BATCH_WAIT_MS", 0.0)
+# Requests larger than this (bytes of audio) run alone, under their own time limits: a
+# batch holds short clips only, so it ends well within one request's limits.
+batch_max_bytes = _env_int("SPEECH_BATCH_MAX_BYTES", 2 * 1024 * 1024)
+
 # --- Input limits (checked by the producer before sending, and again by the worker) ----
 max_payload_bytes = _env_int("SPEECH_MAX_PAYLOAD_BYTES", 32 * 1024 * 1024)
 max_audio_seconds = _env_float("SPEECH_MAX_AUDIO_SECONDS", 600.0)

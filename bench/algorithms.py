@@ -6,7 +6,8 @@ Runs real workers (one process each) on a private vhost of the local RabbitMQ. F
 algorithm, on a 5 s clip: the median latency of calls made one at a time (real-time
 factor = latency / 5 s), and the calls/s one worker process sustains with a backlog
 (4 calls in flight), which gives the hours of audio it handles per hour. Then a ~60 s
-recording through Client.transcribe with 1 and 2 asr worker processes.
+recording through Client.transcribe with 1 and 2 asr worker processes. First, batched
+inference against the same operations unbatched (bench/batching.py; `--only batching`).
 Numbers from a shared 2-core machine are noisy: compare ratios within one run.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import batching
 from producer import Client
 from tests.helpers import TRANSCRIPTS, Vhost, Worker
 from tests.signals import RATE, clip, silence, stitch, wav
@@ -121,8 +123,20 @@ def transcribe_speedup(client: Client, vhost: Vhost, rounds: int) -> dict[str, A
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["algorithms", "transcribe"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["algorithms", "transcribe", "batching"], help="run one part"
+    )
     args = parser.parse_args()
+    if args.only in (None, "batching"):
+        clip = five_second_clip()
+        batching.report(
+            [
+                batching.compare("speaker", "speaker_embed", clip, args.rounds),
+                batching.compare("vad", "vad", clip, args.rounds),
+            ]
+        )
+        if args.only == "batching":
+            return 0
     rows: list[dict[str, Any]] = []
     speedup: dict[str, Any] = {}
     vhost = Vhost("speech-bench").create()

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import soundfile as sf
 
-from bench import raw_rpc
+from bench import breakdown, raw_rpc
 from bench.common import in_flight, median_of, sequential
 from producer import Client
 from tests.helpers import DATA, Vhost, Worker
@@ -94,11 +94,15 @@ def main() -> None:
     vhost = Vhost("speech-bench").create()
     servers = raw_rpc.start_servers(vhost.url, 2)
     servers += raw_rpc.start_servers(vhost.url, 2, raw_rpc.SAFE_QUEUE)
-    worker = Worker(vhost.url, "asr", concurrency=2, name="bench").start()
+    # as deployed (README): the task log line, not Celery's own info lines
+    worker = Worker(vhost.url, "asr", concurrency=2, name="bench", loglevel="warning").start()
     try:
+        with Client(vhost.url) as client:
+            client.ping("asr", timeout=60)  # the worker consumes
         ping = bench_ping(vhost.url)
         drain = bench_backlog(vhost.url)
         asr = bench_asr(vhost.url)
+        split = breakdown.run(vhost.url, [p.pid for p in servers[2:] if p.pid])
     finally:
         worker.stop()
         for p in servers:
@@ -127,6 +131,7 @@ def main() -> None:
         f"| {cel['p99_ms'] / safe['p99_ms']:.2f}x | {cel['calls_s'] / safe['calls_s']:.2f}x "
         f"| {cel['flight_calls_s'] / safe['flight_calls_s']:.2f}x |"
     )
+    breakdown.report(split)
     print(f"\nbacklog of 300 pings drained at {drain:.0f} tasks/s (prefork -c 2, prefetch 1)")
     print(
         f"\nasr on a {CLIP_SECONDS:g} s clip: end to end {asr['e2e_s'] * 1000:.0f} ms "

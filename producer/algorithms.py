@@ -39,6 +39,8 @@ MAX_INTEGER = 2**53
 MAX_LIST_ITEMS = 32
 MAX_TEXT_CHARS = 200
 MAX_CLIPS = 4
+# Requests one batched pass may take at most.
+MAX_BATCH = 256
 # Hard time limits stay well below RabbitMQ's consumer_timeout (30 min) for late acks.
 MAX_TIME_LIMIT = 1500.0
 # Unknown option names quoted in an error, and characters quoted of each: the error
@@ -158,8 +160,14 @@ class Operation:
     clips: int = 1
     soft_time_limit: float = 120.0
     time_limit: float = 150.0
+    batch: str | None = None
+    max_batch: int = 32
 
     def __post_init__(self) -> None:
+        if self.batch is not None and ":" not in self.batch:
+            raise AlgorithmError(f"batch {self.batch!r} must be 'module:function'")
+        if not 1 <= self.max_batch <= MAX_BATCH:
+            raise AlgorithmError(f"max_batch must be 1 to {MAX_BATCH}, not {self.max_batch}")
         if self.name and not NAME.match(self.name):
             raise AlgorithmError(f"operation name {self.name!r} must match {NAME.pattern}")
         if ":" not in self.function:

@@ -32,6 +32,7 @@ VAD = Algorithm(
     operations=(
         Operation(
             function="tasks.vad:detect",
+            batch="tasks.vad:detect_each",
             help="find the speech: segments [{start, end}], duration, seconds of speech",
             options={
                 # the low end is the hysteresis below the threshold (tasks/vad.py)
@@ -56,6 +57,8 @@ SPEAKER = Algorithm(
         Operation(
             name="embed",
             function="tasks.speaker:embedding",
+            # one encoder pass over the partial windows of every clip of the batch
+            batch="tasks.speaker:embeddings",
             help="a 256-d L2-normalised voice embedding",
             soft_time_limit=90,
             time_limit=120,

@@ -37,9 +37,10 @@ from producer.errors import (
     RemoteError,
     SpeechError,
 )
+from producer.events import SentEvents
 from producer.options import check_timeout
 from producer.replies import ReplyApp, ReplyBackend, ReplyPathLost
-from producer.topology import declare_dead_letters
+from producer.topology import declare_algorithm_queues, declare_dead_letters
 
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
 log = logging.getLogger("speech.client")
@@ -80,6 +81,10 @@ class Client:
         self.app.conf.result_backend = f"{ReplyBackend.__module__}:{ReplyBackend.__name__}"
         self.app.conf.result_backend_thread_safe = True
         self.replies: ReplyBackend = self.app.backend
+        # Celery would publish task-sent events through the task's producer, waiting for a
+        # second confirm per call: a thread of the Client's own does (producer/events.py).
+        self.app.conf.task_send_sent_event = False
+        self.events = SentEvents(self.app) if celeryconfig.task_send_sent_event else None
         self._declared = threading.Event()
         self._declare_lock = threading.Lock()
         self.timeout = celeryconfig.default_timeout if timeout is None else timeout
@@ -101,6 +106,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
         self.replies.close()
         self.app.close()
 
@@ -331,16 +338,23 @@ class Client:
                 # The request expires with the caller's patience: workers skip it unrun if
                 # it is still queued when nobody waits for the answer any more.
                 # argsrepr/kwargsrepr: events (Flower) show "<WAV 88 kB>", never the audio.
-                return self.app.signature(task, args=args, kwargs=kwargs).apply_async(
+                argsrepr, kwargsrepr = args_repr(args), kwargs_repr(kwargs)
+                expires = _left(deadline)
+                result = self.app.signature(task, args=args, kwargs=kwargs).apply_async(
                     queue=self._remote_queues.get(queue, queue),
                     task_id=task_id,
                     reply_to=reply_to,
-                    expires=_left(deadline),
+                    expires=expires,
                     # a publish waits for its confirm no longer than the caller waits
-                    confirm_timeout=max(_left(deadline), 0.001),
-                    argsrepr=args_repr(args),
-                    kwargsrepr=kwargs_repr(kwargs),
+                    confirm_timeout=max(expires, 0.001),
+                    argsrepr=argsrepr,
+                    kwargsrepr=kwargsrepr,
+                    # the queues were declared once, with the topology (_declare_topology)
+                    declare=[],
                 )
+                if self.events is not None:
+                    self.events.sent(task, task_id, queue, argsrepr, kwargsrepr, expires)
+                return result
             except EncodeError as exc:  # e.g. an integer beyond msgpack's 64 bits
                 raise InvalidOptions(f"{task}: options that cannot be sent: {exc}") from None
             except (MessageNacked, OperationalError, OSError) as exc:
@@ -387,6 +401,7 @@ class Client:
                 with self.app.connection_for_write() as conn:
                     conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
                     declare_dead_letters(conn)
+                    declare_algorithm_queues(conn, self.algorithms)
             except OperationalError as exc:
                 raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
             self._declared.set()

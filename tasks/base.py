@@ -30,6 +30,10 @@ _warmers: dict[str, list[str]] = {}
 _served: list[str] = []
 # pool-process threads per queue (torch, BLAS): Celery scales by processes
 _threads: dict[str, int] = {}
+# task id -> what a batched pass (tasks/batch.py) made for it: a result or an exception,
+# held in a pool process between the pass and the request's own trace
+batch_made: dict[str, Any] = {}
+NOTHING = object()
 
 
 def register(algorithm: Algorithm) -> None:
@@ -52,6 +56,13 @@ def _register_operation(key: str, operation: Operation) -> None:
     )
     def run(*args: Any, **options: Any) -> Any:
         from tasks.audio import decode
+
+        if operation.batch is not None:
+            made = batch_made.pop(run.request.id, NOTHING)
+            if isinstance(made, BaseException):
+                raise made
+            if made is not NOTHING:
+                return check_result_size(key, made)
 
         if len(args) != operation.clips:
             raise InvalidOptions(f"{key} takes {_count(operation.clips)}, got {len(args)}")

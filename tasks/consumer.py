@@ -34,6 +34,23 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
             if not step.endswith(":DelayedDelivery")
         ]
 
+    def __init__(
+        self, *args: Any, initial_prefetch_count: int = 2, prefetch_multiplier: int = 1,
+        app: Any = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        # Operations run in batches need their requests delivered together: raise the
+        # prefetch to a running batch and the next one per process (tasks/batch.py).
+        from tasks.batch import prefetch_multiplier as batch_multiplier
+
+        wanted = batch_multiplier(app) if app is not None else 0
+        if wanted > prefetch_multiplier and initial_prefetch_count:
+            initial_prefetch_count = initial_prefetch_count // max(1, prefetch_multiplier) * wanted
+            prefetch_multiplier = wanted
+        super().__init__(
+            *args, initial_prefetch_count=initial_prefetch_count,
+            prefetch_multiplier=prefetch_multiplier, app=app, **kwargs,
+        )  # fmt: skip
+
     def ensure_connected(self, conn: Any) -> Any:
         # Try again every second while the broker is away, not after Celery's growing
         # 2, 4, 6 ... 30 s pauses: a broker back after a 10 s restart is served at once.

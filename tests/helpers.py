@@ -173,21 +173,27 @@ class Worker(Service):
         host: Any = None,
         python: str = sys.executable,
         cwd: Path = REPO,
+        app: str = "tasks",
+        loglevel: str = "info",
     ) -> None:
         """`python`: the interpreter of another environment (tests/plugins: a fresh venv)."""
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
+        self.loglevel = loglevel
         cmd = [
-            python, "-m", "celery", "-A", "tasks", "worker",
+            python, "-m", "celery", "-A", app, "worker",
             "-Q", queues, "-c", str(concurrency), "-P", pool,
             "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle",
-            "-l", "info",
+            "-l", loglevel,
         ]  # fmt: skip
         env = {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})}
         super().__init__(cmd, env, f"worker-{self.name}.log", host, cwd)
 
     def start(self, timeout: float = 90.0) -> "Worker":
         self.launch()
-        self.wait_until(lambda: b" ready." in self.log_path.read_bytes(), timeout)
+        # " ready." is an info line; below info only the banner says the worker started
+        # (callers then ping it to know it consumes)
+        mark = b" ready." if self.loglevel in ("info", "debug") else b"[queues]"
+        self.wait_until(lambda: mark in self.log_path.read_bytes(), timeout)
         return self
 
     def wait_warm(self, queue: str, processes: int = 1, timeout: float = 180.0) -> "Worker":
