@@ -60,12 +60,14 @@ test-fast: broker
 	$(PY) -m pytest -m "unit or (integration and not slow)"
 
 # Node + amqplib, the non-Python backend of the bridge tests (tests/node), installed when
-# missing or when its lock file changed; the README's plain Java client needs RabbitMQ's
-# Java client and msgpack-java, from Debian. (chromium for the try-it page: system-deps.)
+# missing or when its lock file changed; the Java clients (the README's SpeechCall,
+# tests/clients/java/SpeechClient.java) need JDK 17 and Debian's jars of RabbitMQ's Java
+# client, msgpack-java and slf4j, installed when missing. (chromium: system-deps.)
 test-clients: tests/node/node_modules/.installed
-	@test -f /usr/share/java/amqp-client.jar -a -f /usr/share/java/msgpack-core.jar \
+	@command -v javac >/dev/null && cd /usr/share/java \
+	  && test -f amqp-client.jar -a -f msgpack-core.jar -a -f slf4j-api.jar -a -f slf4j-nop.jar \
 	|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	     librabbitmq-client-java libmsgpack-java libslf4j-java; }
+	     openjdk-17-jdk-headless librabbitmq-client-java libmsgpack-java libslf4j-java; }
 
 tests/node/node_modules/.installed: tests/node/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
