@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from producer import Client
+from tests.clients.conftest import browser  # noqa: F401  (Debian chromium, headless)
 from tests.helpers import Vhost, Worker
 from tests.plugins.envs import EXAMPLES, FreshEnv
 

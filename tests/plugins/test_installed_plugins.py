@@ -8,6 +8,7 @@ import os
 import httpx
 import msgpack
 import pytest
+from playwright.sync_api import Browser, expect
 
 from producer import Client, InvalidOptions
 from producer.catalog import catalog
@@ -188,3 +189,39 @@ def test_status_lists_the_plugins_queues(
     assert set(queues) == {"kws", SCAFFOLDED}
     assert all(q["live"] for q in queues.values()), queues
     assert "kws-plugin@" in json.dumps(queues["kws"]) and "loud-plugin@" in done.stdout
+
+
+def test_the_try_it_page_offers_the_installed_plugins(
+    plugin_env: FreshEnv, loudness_worker: Worker, plugin_broker_url: str, browser: Browser
+) -> None:
+    # Given the page of a gateway running in the environment the plugins were installed in
+    gateway = Gateway(plugin_broker_url, python=plugin_env.python, cwd=plugin_env.root).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(gateway.url)
+        options = page.locator("#algorithm option").all_inner_texts()
+        assert "kws" in " ".join(options) and SCAFFOLDED in " ".join(options)
+        # When the scaffolded algorithm is chosen, its form comes from its declaration
+        page.set_input_files("#file", str(MEETING))
+        page.select_option("#algorithm", SCAFFOLDED)
+        gate = page.locator('input[data-option="gate"]')
+        assert (gate.get_attribute("min"), gate.get_attribute("max")) == ("-120", "0")
+        # And a changed option reaches its worker: a gate of -5 dBFS leaves fewer active windows
+        shares = []
+        for value in ("-40", "-5"):
+            gate.fill(value)
+            page.click("#run")
+            answered = f"{SCAFFOLDED} answered"
+            expect(page.locator("#status")).to_contain_text(answered, timeout=60_000)
+            shares.append(
+                json.loads(page.locator("#json").text_content())["result"]["active_share"]
+            )
+            page.locator("#status").evaluate("node => node.textContent = ''")
+        assert shares[0] > shares[1], shares
+        # And kws shows its keywords box
+        page.select_option("#algorithm", "kws")
+        assert page.locator('textarea[data-option="keywords"]').count() == 1
+    finally:
+        context.close()
+        gateway.stop()
