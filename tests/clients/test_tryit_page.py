@@ -3,21 +3,25 @@
 import base64
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import soundfile as sf
 from playwright.sync_api import Browser, Page, expect
 
 from producer import wire
+from tests.clients.jobs_helpers import SENTENCES, job_gateway, recording
 from tests.clients.servers import Gateway
 from tests.helpers import ARTIFACTS, DATA, TRANSCRIPTS, Worker, word_errors
+from tests.signals import RATE, clip, stitch
 
 
-@pytest.fixture
-def page(browser: Browser, gateway: Gateway) -> Iterator[Page]:
+@contextmanager
+def _tab(browser: Browser, gateway: Gateway) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     tab = context.new_page()
     errors: list[str] = []
@@ -28,6 +32,12 @@ def page(browser: Browser, gateway: Gateway) -> Iterator[Page]:
     yield tab
     context.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def page(browser: Browser, gateway: Gateway) -> Iterator[Page]:
+    with _tab(browser, gateway) as tab:
+        yield tab
 
 
 def test_upload_a_flite_clip_and_see_the_transcript(page: Page) -> None:
@@ -233,3 +243,110 @@ def test_speaker_verify_takes_two_clips_from_two_file_inputs(
     expect(page.locator("#status")).to_contain_text("speaker.verify answered", timeout=90_000)
     result = json.loads(page.locator("#json").text_content())["result"]
     assert result["same"] is True and len(result["speech"]) == 2
+
+
+# Four sentences, two voices, with pauses: about 25 s.
+LONG = ["fox_kal16.wav", "weather_awb.wav", "meeting_rms.wav", "numbers_kal16.wav"]
+
+
+def _long_recording(path: Path) -> list[tuple[float, float]]:
+    """The LONG clips with pauses, written to `path` as 16-bit WAV; each clip's span."""
+    parts: list[np.ndarray | float] = [1.5]
+    for name in LONG:
+        parts += [clip(name), 3.0]
+    samples, spans = stitch(parts)
+    sf.write(path, samples, RATE, subtype="PCM_16")
+    return spans
+
+
+def test_transcribe_a_long_recording_as_a_job_with_its_segments_over_the_waveform(
+    page: Page, vad_worker: Worker, tmp_path: Path
+) -> None:
+    # Given a recording of four sentences in pauses, and transcribe chosen
+    spans = _long_recording(tmp_path / "long.wav")
+    assert 20 < spans[-1][1] < 40
+    page.set_input_files("#file", str(tmp_path / "long.wav"))
+    page.select_option("#algorithm", "transcribe")
+    expect(page.locator("#help")).to_contain_text("run as a job")
+    # When it runs, polling the job's progress every half second
+    page.evaluate(RECORD_FIELDS)
+    page.click("#run")
+    expect(page.locator("#job progress")).to_be_visible()
+    # Then the progress bar reaches done
+    expect(page.locator("#job")).to_have_attribute("data-state", "done", timeout=120_000)
+    assert page.eval_on_selector("#job-progress", "p => p.value") == 1
+    expect(page.locator("#job-state")).to_have_text("done 100%")
+    expect(page.locator("#status")).to_contain_text("transcribe done in")
+    assert _last_sent_fields(page) == {"algorithm": "transcribe"}
+    # And the transcript is shown
+    said = " ".join(TRANSCRIPTS[name] for name in LONG)
+    text = page.locator("#transcript").inner_text()
+    assert word_errors(said, text) / len(said.split()) < 0.2, text
+    job = json.loads(page.locator("#json").text_content())
+    assert job["algorithm"] == "transcribe" and job["result"]["text"] == text
+    # And the waveform is drawn, with one band per segment, over each clip's time span
+    drawn = page.eval_on_selector(
+        "#transcribe-waveform",
+        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v) => v)",
+    )
+    assert drawn
+    bands = page.locator("#timeline .band")
+    assert bands.count() == len(job["result"]["segments"]) == len(LONG)
+    box = page.locator("#transcribe-waveform").bounding_box()
+    assert box is not None
+    duration = job["result"]["duration"]
+    assert abs(duration - (spans[-1][1] + 3.0)) < 0.05
+    for i, (start, end) in enumerate(spans):
+        band = bands.nth(i)
+        assert abs(float(band.get_attribute("data-start") or "nan") - start) < 0.5
+        assert abs(float(band.get_attribute("data-end") or "nan") - end) < 0.5
+        assert band.get_attribute("title").endswith(band.get_attribute("data-text") or "?")
+        # drawn where its time span falls on the canvas
+        at = band.bounding_box()
+        assert at is not None
+        assert abs(at["x"] - box["x"] - start / duration * box["width"]) < 0.03 * box["width"]
+        assert abs(at["width"] - (end - start) / duration * box["width"]) < 0.04 * box["width"]
+        said_here = TRANSCRIPTS[LONG[i]]
+        assert word_errors(said_here, band.get_attribute("data-text") or "") <= 3
+    page.screenshot(path=str(ARTIFACTS / "tryit-transcribe.png"), full_page=True)
+
+
+def test_a_transcribe_job_is_cancelled_from_the_page(
+    browser: Browser, broker_url: str, vad_worker: Worker, tmp_path: Path
+) -> None:
+    # Given a gateway that notices a cancel within a second (a 3 s job lease), and
+    # transcribe running on a recording of twelve sentences
+    audio, _ = recording(SENTENCES)
+    (tmp_path / "long.wav").write_bytes(audio)
+    gateway = job_gateway(broker_url, tmp_path / "data")
+    try:
+        with _tab(browser, gateway) as page:
+            page.set_input_files("#file", str(tmp_path / "long.wav"))
+            page.select_option("#algorithm", "transcribe")
+            page.click("#run")
+            # When Cancel is pressed as soon as the job is submitted
+            expect(page.locator("#cancel")).to_be_enabled(timeout=30_000)
+            page.click("#cancel")
+            # Then the job ends cancelled, with no transcript
+            job = page.locator("#job")
+            expect(job).to_have_attribute("data-state", "cancelled", timeout=60_000)
+            expect(page.locator("#status")).to_contain_text("transcribe cancelled")
+            assert page.locator("#transcript").count() == 0
+            assert page.locator("#timeline").count() == 0
+            answer = json.loads(page.locator("#json").text_content())
+            assert answer["state"] == "cancelled" and answer["progress"] < 1
+            assert "result" not in answer
+    finally:
+        gateway.stop()
+
+
+def test_a_transcribe_job_that_fails_shows_its_error(page: Page, tmp_path: Path) -> None:
+    # Given a file that is not audio (the job is accepted, it fails when it runs)
+    notes = tmp_path / "notes.wav"
+    notes.write_bytes(b"not audio at all, just text" * 20)
+    page.set_input_files("#file", str(notes))
+    page.select_option("#algorithm", "transcribe")
+    page.click("#run")
+    # Then the job's error is shown as the page shows the others
+    expect(page.locator("#error")).to_contain_text("InvalidAudio", timeout=60_000)
+    assert json.loads(page.locator("#json").text_content())["state"] == "failed"

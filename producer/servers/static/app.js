@@ -19,11 +19,14 @@ async function getJSON(path) {
 async function loadAlgorithms() {
   const { status, body } = await getJSON("/v1/algorithms");
   if (status !== 200) { $("health").textContent = body.error ? body.error.message : `HTTP ${status}`; return; }
-  const names = body.operations || body.algorithms;  // "speaker.verify" once operations exist
+  const names = [...(body.operations || body.algorithms)];  // "speaker.verify" once operations exist
   state.operations = {};
   Object.values(body.declarations || {}).forEach((algorithm) => {
     Object.entries(algorithm.operations).forEach(([key, op]) => { state.operations[key] = { ...op, algorithm }; });
   });
+  // transcribe (long recordings, as a job) is no operation of the catalog: the page adds it.
+  if (!names.includes(SpeechTranscribe.NAME)) names.push(SpeechTranscribe.NAME);
+  state.operations[SpeechTranscribe.NAME] ||= SpeechTranscribe.operation;
   const chosen = $("algorithm").value;
   $("algorithm").replaceChildren(...names.map((a) => new Option(a, a)));
   if (names.includes(chosen)) $("algorithm").value = chosen;
@@ -34,7 +37,7 @@ async function loadAlgorithms() {
 // The chosen operation's help, its options form and one file input per extra clip.
 function showOperation() {
   const op = state.operations[$("algorithm").value] || { help: "", clips: 1, options: {} };
-  $("help").textContent = op.algorithm ? `${op.help} — ${op.algorithm.summary} (${op.algorithm.source})` : "";
+  $("help").textContent = op.algorithm ? `${op.help} — ${op.algorithm.summary} (${op.algorithm.source})` : op.help;
   state.changedOptions = SpeechOptions.render($("option-fields"), op);
   const inputs = [];
   for (let n = 2; n <= op.clips; n++) {
@@ -86,6 +89,20 @@ async function useClip(blob, name) {
 async function run() {
   if (!state.clip) return;
   const algorithm = $("algorithm").value;
+  $("run").disabled = true;
+  $("status").textContent = `running ${algorithm}…`;
+  try {
+    if (algorithm === SpeechTranscribe.NAME) await SpeechTranscribe.run(state.clip, state.changedOptions(), ui);
+    else await call(algorithm);
+  } catch (err) {
+    showError({ type: "NetworkError", message: String(err) });
+  } finally {
+    $("run").disabled = false;
+  }
+}
+
+// One call of an operation, answered while the page waits.
+async function call(algorithm) {
   const clips = (state.operations[algorithm] || { clips: 1 }).clips;
   const form = new FormData();
   form.append("audio", state.clip.blob, state.clip.name);
@@ -94,23 +111,22 @@ async function run() {
   for (let n = 2; n <= clips; n++) if (state.more[n]) form.append("audio", state.more[n].blob, state.more[n].name);
   // Only the options changed from their defaults, as JSON literals.
   state.changedOptions().forEach(([name, text]) => form.append(name, text));
-  $("run").disabled = true;
-  $("status").textContent = `running ${algorithm}…`;
   const started = performance.now();
-  try {
-    const res = await fetch(`/v1/${encodeURIComponent(algorithm)}`, { method: "POST", body: form, headers: headers() });
-    const body = await res.json();
-    $("json").textContent = JSON.stringify(body, null, 2);
-    if (!res.ok) return showError(body.error || { type: `HTTP ${res.status}`, message: "" });
-    const overlay = SpeechRender.render(body.result, $("result"));
-    SpeechRender.drawWaveform($("waveform"), state.clip, overlay);
-    $("status").textContent = `${algorithm} answered in ${((performance.now() - started) / 1000).toFixed(2)} s`;
-  } catch (err) {
-    showError({ type: "NetworkError", message: String(err) });
-  } finally {
-    $("run").disabled = false;
-  }
+  const res = await fetch(`/v1/${encodeURIComponent(algorithm)}`, { method: "POST", body: form, headers: headers() });
+  const body = await res.json();
+  showJSON(body);
+  if (!res.ok) return showError(body.error || { type: `HTTP ${res.status}`, message: "" });
+  const overlay = SpeechRender.render(body.result, $("result"));
+  SpeechRender.drawWaveform($("waveform"), state.clip, overlay);
+  $("status").textContent = `${algorithm} answered in ${((performance.now() - started) / 1000).toFixed(2)} s`;
 }
+
+const showJSON = (body) => { $("json").textContent = JSON.stringify(body, null, 2); };
+// What transcribe.js uses of the page.
+const ui = {
+  box: $("result"), headers, showError, json: showJSON,
+  status: (text) => { $("status").textContent = text; },
+};
 
 function showError(error) {
   const p = document.createElement("p");
