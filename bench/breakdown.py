@@ -135,6 +135,24 @@ def _raw_split(url: str, n: int) -> dict[str, float]:
     return {k: statistics.median(v) * 1000 for k, v in parts.items()}
 
 
+def raw_celery_split(url: str, n: int, cpu: CpuMeter | None = None) -> dict[str, float]:
+    """The same split for raw_rpc.celery_caller: the least a client can do with the worker."""
+    call = raw_rpc.celery_caller(url)
+    call()
+    used: dict[str, float] = {}
+    parts: dict[str, list[float]] = {"publish": [], "to_task": [], "back": [], "total": []}
+    with cpu.per_call(n, used) if cpu else _nothing():
+        for _ in range(n):
+            start = time.time()
+            answer, confirmed = call()
+            end = time.time()
+            parts["publish"].append(confirmed - start)
+            parts["to_task"].append(answer["time"] - confirmed)
+            parts["back"].append(end - answer["time"])
+            parts["total"].append(end - start)
+    return {**{k: statistics.median(v) * 1000 for k, v in parts.items()}, **used}
+
+
 def interleaved(
     rounds: int, sides: dict[str, Callable[[], dict[str, float]]]
 ) -> dict[str, dict[str, float]]:
@@ -160,6 +178,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "Client -> worker sending task events": {"app": "bench.apps.events"},
 }
 NO_EVENTS = "Client without task-sent events -> prefork worker"
+# The floor: no client work beyond a Celery message and a confirmed publish
+RAW_CELERY = "raw pika caller, the Client's message -> prefork worker (shipped)"
 
 
 def run(raw_url: str, raw_pids: list[int]) -> dict[str, dict[str, float]]:
@@ -168,6 +188,7 @@ def run(raw_url: str, raw_pids: list[int]) -> dict[str, dict[str, float]]:
     from tests.helpers import Vhost, Worker
 
     vhosts, workers, clients, meters = [], [], {}, {}
+    shipped_url = ""
     raw_meter = CpuMeter(raw_pids)
     try:
         for name, kwargs in VARIANTS.items():
@@ -180,13 +201,15 @@ def run(raw_url: str, raw_pids: list[int]) -> dict[str, dict[str, float]]:
             assert worker.proc is not None
             meters[name] = CpuMeter([worker.proc.pid])
             if name.endswith("(shipped)"):  # the same worker, called without events
-                meters[NO_EVENTS] = meters[name]
+                shipped_url = vhost.url
+                meters[NO_EVENTS] = meters[RAW_CELERY] = meters[name]
                 clients[NO_EVENTS] = Client(vhost.url)
                 assert clients[NO_EVENTS].events is not None
                 clients[NO_EVENTS].events.close()
                 clients[NO_EVENTS].events = None
         sides: dict[str, Callable[[], dict[str, float]]] = {
-            "raw pika, quorum queue + confirms": lambda: raw_split(raw_url, CALLS, raw_meter)
+            "raw pika, quorum queue + confirms": lambda: raw_split(raw_url, CALLS, raw_meter),
+            RAW_CELERY: lambda: raw_celery_split(shipped_url, CALLS, meters[RAW_CELERY]),
         }
         for name, client in clients.items():
             client.ping("asr")

@@ -78,3 +78,42 @@ def caller(url: str, queue: str = QUEUE) -> Callable[[], dict]:
         return msgpack.unpackb(answers.pop(cid))
 
     return call
+
+
+def celery_caller(url: str, queue: str = "asr") -> Callable[[], tuple[dict, float]]:
+    """The least any client can do against Celery's worker: the Client's protocol-2 task
+    message for `speech.ping`, published with pika and a publisher confirm, its answer
+    read from an exclusive reply queue by the calling thread itself. Each call returns
+    the ping's answer and when the publish was confirmed (time.time())."""
+    from producer import Client
+
+    with Client(url) as client:  # only for its Celery app's message builder
+        build = client.app.amqp.as_task_v2
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    reply_queue = ch.queue_declare("", exclusive=True).method.queue
+    answers: dict[str, bytes] = {}
+
+    def on_reply(ch, method, props, body):  # type: ignore[no-untyped-def]
+        answers[props.correlation_id] = body
+
+    ch.basic_consume(reply_queue, on_reply, auto_ack=True)
+
+    def call() -> tuple[dict, float]:
+        task_id = str(uuid.uuid4())
+        headers, properties, body, _ = build(
+            task_id, "speech.ping", [], {}, expires=60.0, reply_to=reply_queue
+        )
+        props = pika.BasicProperties(
+            content_type="application/x-msgpack", content_encoding="binary",
+            headers=headers, delivery_mode=2, expiration="60000", **properties,
+        )  # fmt: skip
+        ch.basic_publish("", queue, msgpack.packb(body), props)
+        confirmed = time.time()
+        while task_id not in answers:
+            conn.process_data_events(time_limit=1)
+        meta = msgpack.unpackb(answers.pop(task_id))
+        return meta["result"], confirmed
+
+    return call

@@ -8,6 +8,7 @@ several rounds. Compare the ratios, not the absolute times: the machine is share
 import io
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import soundfile as sf
@@ -41,17 +42,25 @@ def _bench_ping(url: str, client: Client) -> dict[str, dict[str, float]]:
     raw_call = raw_rpc.caller(url)
     safe_call = raw_rpc.caller(url, raw_rpc.SAFE_QUEUE)
     celery_call = lambda: client.ping("asr")  # noqa: E731
-    rounds: dict[str, list[dict[str, float]]] = {"raw": [], "safe": [], "celery": []}
+    floor_call = _floor_caller(url)
+    rounds: dict[str, list[dict[str, float]]] = {"raw": [], "safe": [], "celery": [], "floor": []}
     for _ in range(ROUNDS):
         for name, call, make in (
             ("raw", raw_call, lambda: raw_rpc.caller(url)),
             ("safe", safe_call, lambda: raw_rpc.caller(url, raw_rpc.SAFE_QUEUE)),
+            ("floor", floor_call, lambda: _floor_caller(url)),
             ("celery", celery_call, lambda: celery_call),
         ):
             stats = sequential(call, SEQUENTIAL_CALLS)
             stats["flight_calls_s"] = in_flight(make, IN_FLIGHT, IN_FLIGHT_CALLS)
             rounds[name].append(stats)
     return {name: median_of(r) for name, r in rounds.items()}
+
+
+def _floor_caller(url: str) -> Callable[[], object]:
+    """raw_rpc.celery_caller as a plain call: the least a client can do with the worker."""
+    call = raw_rpc.celery_caller(url)
+    return lambda: call()[0]
 
 
 def bench_backlog(url: str, count: int = 300) -> float:
@@ -108,29 +117,30 @@ def main() -> None:
         for p in servers:
             p.kill()
         vhost.delete()
-    raw, safe, cel = ping["raw"], ping["safe"], ping["celery"]
+    raw, safe, cel, floor = ping["raw"], ping["safe"], ping["celery"], ping["floor"]
     print(f"ping round trip, medians of {ROUNDS} rounds (2 server processes each side)\n")
     print("| path | p50 ms | p99 ms | calls/s, 1 at a time | calls/s, 16 in flight |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, s in (
-        ("raw pika RPC (baseline)", raw),
-        ("raw pika RPC, quorum queue + confirms", safe),
-        ("Celery `speech.ping` (quorum queue + confirms)", cel),
+        ("raw pika RPC (classic queue, no confirms)", raw),
+        ("raw pika RPC, quorum queue + publisher confirms", safe),
+        ("raw pika caller, Celery's message -> Celery prefork worker (floor)", floor),
+        ("`producer.Client` -> Celery prefork worker", cel),
     ):
         print(
             f"| {name} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['calls_s']:.0f} "
             f"| {s['flight_calls_s']:.0f} |"
         )
-    print(
-        f"| **ratio Celery / raw** | **{cel['p50_ms'] / raw['p50_ms']:.2f}x** "
-        f"| {cel['p99_ms'] / raw['p99_ms']:.2f}x | {cel['calls_s'] / raw['calls_s']:.2f}x "
-        f"| **{cel['flight_calls_s'] / raw['flight_calls_s']:.2f}x** |"
-    )
-    print(
-        f"| ratio Celery / raw with the same guarantees | {cel['p50_ms'] / safe['p50_ms']:.2f}x "
-        f"| {cel['p99_ms'] / safe['p99_ms']:.2f}x | {cel['calls_s'] / safe['calls_s']:.2f}x "
-        f"| {cel['flight_calls_s'] / safe['flight_calls_s']:.2f}x |"
-    )
+    for name, s, base, bold in (
+        ("Client / raw with the same guarantees", cel, safe, "**"),
+        ("floor / raw with the same guarantees", floor, safe, ""),
+        ("Client / floor", cel, floor, ""),
+    ):
+        print(
+            f"| {bold}ratio {name}{bold} | {bold}{s['p50_ms'] / base['p50_ms']:.2f}x{bold} "
+            f"| {s['p99_ms'] / base['p99_ms']:.2f}x | {s['calls_s'] / base['calls_s']:.2f}x "
+            f"| {bold}{s['flight_calls_s'] / base['flight_calls_s']:.2f}x{bold} |"
+        )
     breakdown.report(split)
     print(f"\nbacklog of 300 pings drained at {drain:.0f} tasks/s (prefork -c 2, prefetch 1)")
     print(

@@ -239,7 +239,10 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
 
 class ReplyApp(Celery):  # type: ignore[misc]
     """A Celery app whose calls name the ReplyBackend's queue as their `reply_to`, so a
-    plain `app.send_task(...).get(timeout)` works too (Celery names a per-thread queue)."""
+    plain `app.send_task(...).get(timeout)` works too (Celery names a per-thread queue),
+    and publish through producer.publishing's shorter path."""
+
+    amqp_cls = "producer.publishing:LeanAMQP"
 
     @property
     def thread_oid(self) -> str:
