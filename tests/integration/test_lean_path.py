@@ -1,14 +1,20 @@
-"""The Client's lean call path: task-sent events published apart from the calls, queues
-declared once per Client rather than per publish."""
+"""The Client's lean call path: task-sent events published apart from the calls and in
+groups, queues declared once per Client rather than per publish, task messages published
+by producer.publishing as Celery would send them."""
 
 import threading
 import time
 from typing import Any
 
+import pika
 import pytest
+from celery import Celery
 from kombu import Connection, Exchange, Queue
+from kombu.serialization import dumps
 
-from producer import CallTimeout, Client
+import celeryconfig
+from producer import CallTimeout, Client, publishing
+from producer.publishing import LeanAMQP
 from tests.helpers import Vhost, Worker, wait_for
 
 
@@ -77,3 +83,54 @@ def test_the_events_of_many_calls_travel_in_a_few_messages(own_vhost: Vhost) -> 
     finally:
         worker.stop()
     assert messages < 20, f"{messages} messages for 61 events: not grouped"
+
+
+def test_the_lean_publish_sends_the_message_celery_would(
+    own_vhost: Vhost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the Client's app (producer.publishing.LeanAMQP) and a plain Celery app
+    serialised: list[object] = []
+    monkeypatch.setattr(
+        publishing, "dumps", lambda body, **kw: serialised.append(body) or dumps(body, **kw)
+    )
+
+    plain = Celery("plain", set_as_current=False)
+    plain.config_from_object(celeryconfig)
+    plain.conf.broker_url = plain.conf.broker_read_url = plain.conf.broker_write_url = own_vhost.url
+    with Client(own_vhost.url) as client:
+        assert isinstance(client.app.amqp, LeanAMQP)
+        client._declare_topology()
+        # When each sends the same task to a queue nobody serves
+        sent = {}
+        for name, app in (("lean", client.app), ("celery", plain)):
+            app.send_task(
+                "speech.ping", kwargs={"echo": "x"}, queue="vad", task_id=f"t-{name}",
+                reply_to="nobody", expires=30, declare=[], ignore_result=True,
+            )  # fmt: skip
+            sent[name] = _take(own_vhost.url, "vad")
+    plain.close()
+    # Then the Client's went the short way, Celery's its own
+    assert len(serialised) == 1
+    # And the two messages differ only in their ids and clocks
+    lean, full = sent["lean"], sent["celery"]
+    assert lean["body"] == full["body"]
+    for key in ("id", "root_id", "expires"):
+        assert lean["headers"].pop(key) and full["headers"].pop(key)
+    assert lean["headers"] == full["headers"]
+    for props in (lean["properties"], full["properties"]):
+        assert props.pop("correlation_id") and 29_000 <= int(props.pop("expiration")) <= 30_000
+    assert lean["properties"] == full["properties"]
+    assert lean["properties"]["delivery_mode"] == 2
+    assert lean["properties"]["content_type"] == "application/x-msgpack"
+
+
+def _take(url: str, queue: str) -> dict[str, Any]:
+    """The next message in `queue`, as the broker holds it."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        method, props, body = conn.channel().basic_get(queue, auto_ack=True)
+        assert method is not None, f"nothing in {queue}"
+        properties = {k: v for k, v in vars(props).items() if v is not None and k != "headers"}
+        return {"headers": dict(props.headers), "properties": properties, "body": body}
+    finally:
+        conn.close()
