@@ -1,4 +1,5 @@
-"""`make bench`: the cost of one RPC through Celery beside a hand-written pika RPC baseline,
+"""`make bench`: the cost of one RPC through Celery beside a hand-written pika RPC baseline
+and the floor (a raw pika caller sending the Client's message to the same Celery worker),
 measured in the same run, and asr end to end on a 5 s clip.
 
 Everything runs in a private vhost against the local RabbitMQ; figures are medians of
