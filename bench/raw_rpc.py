@@ -53,29 +53,40 @@ def start_servers(url: str, count: int, queue: str = QUEUE) -> list[multiprocess
     return procs
 
 
+class _Line:
+    """A client connection with its own exclusive reply queue, read by the calling thread."""
+
+    def __init__(self, url: str, confirm: bool, queue: str | None = None) -> None:
+        self.conn = pika.BlockingConnection(pika.URLParameters(url))
+        self.ch = self.conn.channel()
+        if queue is not None:
+            _declare(self.ch, queue)
+        if confirm:
+            self.ch.confirm_delivery()
+        self.reply_queue = self.ch.queue_declare("", exclusive=True).method.queue
+        self.answers: dict[str, bytes] = {}
+        self.ch.basic_consume(self.reply_queue, self._on_reply, auto_ack=True)
+
+    def _on_reply(self, ch, method, props, body):  # type: ignore[no-untyped-def]
+        self.answers[props.correlation_id] = body
+
+    def answer(self, cid: str) -> bytes:
+        while cid not in self.answers:
+            self.conn.process_data_events(time_limit=1)
+        return self.answers.pop(cid)
+
+
 def caller(url: str, queue: str = QUEUE) -> Callable[[], dict]:
     """One client connection with its own exclusive reply queue; returns a blocking call."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    ch = conn.channel()
-    _declare(ch, queue)
-    if queue == SAFE_QUEUE:
-        ch.confirm_delivery()
-    reply_queue = ch.queue_declare("", exclusive=True).method.queue
-    answers: dict[str, bytes] = {}
-
-    def on_reply(ch, method, props, body):  # type: ignore[no-untyped-def]
-        answers[props.correlation_id] = body
-
-    ch.basic_consume(reply_queue, on_reply, auto_ack=True)
+    line = _Line(url, queue == SAFE_QUEUE, queue)
+    ch, reply_queue = line.ch, line.reply_queue
     request = msgpack.packb({"args": [], "kwargs": {}})
 
     def call() -> dict:
         cid = uuid.uuid4().hex
         props = pika.BasicProperties(reply_to=reply_queue, correlation_id=cid, delivery_mode=2)
         ch.basic_publish("", queue, request, props)
-        while cid not in answers:
-            conn.process_data_events(time_limit=1)
-        return msgpack.unpackb(answers.pop(cid))
+        return msgpack.unpackb(line.answer(cid))
 
     return call
 
@@ -89,16 +100,8 @@ def celery_caller(url: str, queue: str = "asr") -> Callable[[], tuple[dict, floa
 
     with Client(url) as client:  # only for its Celery app's message builder
         build = client.app.amqp.as_task_v2
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    ch = conn.channel()
-    ch.confirm_delivery()
-    reply_queue = ch.queue_declare("", exclusive=True).method.queue
-    answers: dict[str, bytes] = {}
-
-    def on_reply(ch, method, props, body):  # type: ignore[no-untyped-def]
-        answers[props.correlation_id] = body
-
-    ch.basic_consume(reply_queue, on_reply, auto_ack=True)
+    line = _Line(url, confirm=True)
+    ch, reply_queue = line.ch, line.reply_queue
 
     def call() -> tuple[dict, float]:
         task_id = str(uuid.uuid4())
@@ -111,9 +114,7 @@ def celery_caller(url: str, queue: str = "asr") -> Callable[[], tuple[dict, floa
         )  # fmt: skip
         ch.basic_publish("", queue, msgpack.packb(body), props)
         confirmed = time.time()
-        while task_id not in answers:
-            conn.process_data_events(time_limit=1)
-        meta = msgpack.unpackb(answers.pop(task_id))
+        meta = msgpack.unpackb(line.answer(task_id))
         return meta["result"], confirmed
 
     return call
