@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench import batching
+from bench.common import measure
 from producer import Client
 from tests.helpers import TRANSCRIPTS, Vhost, Worker
 from tests.signals import RATE, clip, silence, stitch, wav
@@ -43,20 +44,6 @@ def long_recording() -> tuple[bytes, float]:
         parts += [clip(name), 0.8]
     audio, _ = stitch(parts)
     return wav(audio), len(audio) / RATE
-
-
-def measure(
-    call: Callable[[], Any], sequential: int, loaded: int, pool: ThreadPoolExecutor
-) -> dict[str, float]:
-    latencies = []
-    for _ in range(sequential):
-        start = time.perf_counter()
-        call()
-        latencies.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    list(pool.map(lambda _: call(), range(loaded)))
-    throughput = loaded / (time.perf_counter() - start)
-    return {"latency": statistics.median(latencies), "calls_s": throughput}
 
 
 def algorithms(client: Client, vhost: Vhost, rounds: int) -> list[dict[str, Any]]:

@@ -11,33 +11,18 @@ unbatched worker's (embeddings within 1e-4).
 
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from bench.common import measure
 from producer import Client
 from tests.helpers import Vhost, Worker
 
 IN_FLIGHT = 16
 SEQUENTIAL = 10
 LOADED = 96
-
-
-def _measure(call: Callable[[], Any], pool: ThreadPoolExecutor) -> dict[str, float]:
-    latencies = []
-    for _ in range(SEQUENTIAL):
-        start = time.perf_counter()
-        call()
-        latencies.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    list(pool.map(lambda _: call(), range(LOADED)))
-    return {
-        "latency": statistics.median(latencies),
-        "calls_s": LOADED / (time.perf_counter() - start),
-    }
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -62,7 +47,9 @@ def compare(queue: str, method: str, audio: bytes, rounds: int) -> dict[str, Any
         with ThreadPoolExecutor(IN_FLIGHT) as pool:
             for _ in range(rounds):
                 for side in ("unbatched", "batched"):
-                    sides[side]["runs"].append(_measure(sides[side]["call"], pool))
+                    sides[side]["runs"].append(
+                        measure(sides[side]["call"], SEQUENTIAL, LOADED, pool)
+                    )
             reference = sides["unbatched"]["call"]()
             answers = list(pool.map(lambda _: sides["batched"]["call"](), range(IN_FLIGHT)))
         equal = all(_same(reference, a) for a in answers)

@@ -44,5 +44,21 @@ def in_flight(make_caller: Callable[[], Callable[[], object]], threads: int, n: 
         return per_thread * threads / (time.perf_counter() - start)
 
 
+def measure(
+    call: Callable[[], object], sequential: int, loaded: int, pool: ThreadPoolExecutor
+) -> dict[str, float]:
+    """Median latency (s) of `sequential` calls one at a time, then calls/s of `loaded`
+    calls through `pool`."""
+    latencies = []
+    for _ in range(sequential):
+        start = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    list(pool.map(lambda _: call(), range(loaded)))
+    throughput = loaded / (time.perf_counter() - start)
+    return {"latency": statistics.median(latencies), "calls_s": throughput}
+
+
 def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}

@@ -23,10 +23,13 @@ import queue
 import socket
 import threading
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger("speech.events")
+# What a call hands the thread: task, task id, queue, argsrepr, kwargsrepr, seconds until
+# it expires, when it was sent
+_Sent = tuple[str, str, str, str, str, float, float]
 
 # Events waiting for the thread; past this many (the broker is slow or away) new ones
 # are dropped rather than held.
@@ -47,7 +50,7 @@ class SentEvents:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self._pending: queue.Queue[dict[str, Any]] = queue.Queue(MAX_PENDING)
+        self._pending: queue.Queue[_Sent] = queue.Queue(MAX_PENDING)
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -59,25 +62,12 @@ class SentEvents:
         self, task: str, task_id: str, queue_name: str, argsrepr: str, kwargsrepr: str,
         expires: float,
     ) -> None:  # fmt: skip
-        """Record that `task_id` was published to `queue_name` (what Celery's event says)."""
-        now = time.time()
-        fields = {
-            "uuid": task_id,
-            "root_id": task_id,
-            "parent_id": None,
-            "name": task,
-            "args": argsrepr,
-            "kwargs": kwargsrepr,
-            "retries": 0,
-            "eta": None,
-            "expires": _iso(now + expires),
-            "queue": queue_name,
-            "exchange": "",
-            "routing_key": queue_name,
-            "timestamp": now,
-        }
+        """Record that `task_id` was published to `queue_name`; the event itself is built
+        by the thread, off the call's path."""
         try:
-            self._pending.put_nowait(fields)
+            self._pending.put_nowait(
+                (task, task_id, queue_name, argsrepr, kwargsrepr, expires, time.time())
+            )
         except queue.Full:
             self.dropped += 1
             return
@@ -129,14 +119,14 @@ class SentEvents:
             except queue.Empty:
                 continue
             group = [first, *self._gather(time.monotonic() + GROUP_SECONDS)]
-            for fields in group:
-                dispatcher.send("task-sent", **fields)
+            for sent in group:
+                dispatcher.send("task-sent", **_fields(*sent))
             dispatcher.flush(errors=False)
             self.published += len(group)
 
-    def _gather(self, until: float) -> list[dict[str, Any]]:
+    def _gather(self, until: float) -> list[_Sent]:
         """The events that arrive before `until` (at most a group's worth)."""
-        gathered: list[dict[str, Any]] = []
+        gathered: list[_Sent] = []
         while len(gathered) < GROUP_SIZE - 1:
             left = until - time.monotonic()
             if left <= 0:
@@ -156,8 +146,23 @@ class SentEvents:
             self.dropped += 1
 
 
-def _iso(timestamp: float) -> str:
-    """A UTC time as Celery writes `expires` into its events."""
-    from datetime import datetime
-
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+def _fields(
+    task: str, task_id: str, queue_name: str, argsrepr: str, kwargsrepr: str, expires: float,
+    now: float,
+) -> dict[str, Any]:  # fmt: skip
+    """A task-sent event's fields, as Celery writes them."""
+    return {
+        "uuid": task_id,
+        "root_id": task_id,
+        "parent_id": None,
+        "name": task,
+        "args": argsrepr,
+        "kwargs": kwargsrepr,
+        "retries": 0,
+        "eta": None,
+        "expires": datetime.fromtimestamp(now + expires, tz=UTC).isoformat(),
+        "queue": queue_name,
+        "exchange": "",
+        "routing_key": queue_name,
+        "timestamp": now,
+    }

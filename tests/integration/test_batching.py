@@ -110,6 +110,14 @@ def test_errors_in_a_vad_batch_are_per_request(batch_worker: Worker, own_vhost: 
 SLOW_ENV = {"SPEECH_BATCH_MAX_BYTES": "100000", "SPEECH_BATCH_WAIT_MS": "1500"}
 
 
+# A slow-batch worker that waits 1.5 s to gather a batch: requests sent together share one
+SLOW_BATCHES = pytest.mark.parametrize(
+    "batch_worker",
+    [("slowbatch", "tests.batch_app", {"SPEECH_BATCH_WAIT_MS": "1500"})],
+    indirect=True,
+)
+
+
 @pytest.mark.parametrize(
     "batch_worker", [("slowbatch", "tests.batch_app", SLOW_ENV)], indirect=True
 )
@@ -132,11 +140,7 @@ def test_a_request_run_alone_keeps_its_own_time_limit(
     assert max(batches(batch_worker)) >= 2
 
 
-@pytest.mark.parametrize(
-    "batch_worker",
-    [("slowbatch", "tests.batch_app", {"SPEECH_BATCH_WAIT_MS": "1500"})],
-    indirect=True,
-)
+@SLOW_BATCHES
 def test_a_batch_past_the_soft_limit_answers_each_request_and_serves_on(
     batch_worker: Worker, own_vhost: Vhost
 ) -> None:
@@ -160,11 +164,7 @@ def test_a_batch_past_the_soft_limit_answers_each_request_and_serves_on(
     assert "Hard time limit" not in batch_worker.log()
 
 
-@pytest.mark.parametrize(
-    "batch_worker",
-    [("slowbatch", "tests.batch_app", {"SPEECH_BATCH_WAIT_MS": "1500"})],
-    indirect=True,
-)
+@SLOW_BATCHES
 def test_a_clip_that_kills_its_batch_is_dead_lettered_alone(
     batch_worker: Worker, own_vhost: Vhost
 ) -> None:
