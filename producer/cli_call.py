@@ -122,9 +122,10 @@ class _Usage(Exception):
 
 
 def _show(result: dict[str, Any]) -> str:
+    """A result (already made JSON-able) as one line: its text, or its JSON."""
     if isinstance(result.get("text"), str):
         return result["text"]
-    return json.dumps(jsonable(result))
+    return json.dumps(result)
 
 
 def call(client: Client, args: argparse.Namespace) -> int:

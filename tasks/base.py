@@ -55,8 +55,6 @@ def _register_operation(key: str, operation: Operation) -> None:
         typing=False,
     )
     def run(*args: Any, **options: Any) -> Any:
-        from tasks.audio import decode
-
         if operation.batch is not None:
             made = batch_made.pop(run.request.id, NOTHING)
             if isinstance(made, BaseException):
@@ -66,15 +64,17 @@ def _register_operation(key: str, operation: Operation) -> None:
 
         if len(args) != operation.clips:
             raise InvalidOptions(f"{key} takes {_count(operation.clips)}, got {len(args)}")
-        clips = [
-            decode(
-                audio, max_seconds=app.conf.max_audio_seconds, max_bytes=app.conf.max_payload_bytes
-            )
-            for audio in args
-        ]
-        return run_operation(key, clips, options)
+        return run_operation(key, decode_clips(args), options)
 
     run.__doc__ = operation.help
+
+
+def decode_clips(payloads: Any) -> list[Any]:
+    """Each audio payload as 16 kHz mono samples, within the worker's audio limits."""
+    from tasks.audio import decode
+
+    limits = {"max_seconds": app.conf.max_audio_seconds, "max_bytes": app.conf.max_payload_bytes}
+    return [decode(audio, **limits) for audio in payloads]
 
 
 def run_operation(key: str, clips: list[Any], options: dict[str, Any]) -> Any:

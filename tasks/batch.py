@@ -40,7 +40,7 @@ from celery.worker.request import create_request_cls
 
 from producer.algorithms import Operation, resolve
 from producer.catalog import catalog
-from tasks.base import app, batch_made
+from tasks.base import app, batch_made, decode_clips
 
 log = logging.getLogger("speech.worker")
 
@@ -234,8 +234,6 @@ def prepare(key: str, operation: Operation, items: list[tuple[Any, ...]], app: A
     makes for each is left in batch_made for the request's own trace to return."""
     from kombu.serialization import loads, prepare_accept_content
 
-    from tasks.audio import decode
-
     accept = prepare_accept_content(app.conf.accept_content)
     ready: list[tuple[str, list[Any], dict[str, Any]]] = []
     for _type, task_id, _request, body, content_type, encoding in items:
@@ -243,12 +241,7 @@ def prepare(key: str, operation: Operation, items: list[tuple[Any, ...]], app: A
             args, kwargs, _embed = loads(body, content_type, encoding, accept=accept)
             if len(args) != operation.clips:
                 continue
-            limits = {
-                "max_seconds": app.conf.max_audio_seconds,
-                "max_bytes": app.conf.max_payload_bytes,
-            }
-            clips = [decode(a, **limits) for a in args]
-            ready.append((task_id, clips, operation.validate(key, kwargs)))
+            ready.append((task_id, decode_clips(args), operation.validate(key, kwargs)))
         except SoftTimeLimitExceeded:
             raise
         except Exception:  # noqa: S112  (its own trace runs it alone and reports the error)
