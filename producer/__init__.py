@@ -5,6 +5,7 @@ Needs only celery, kombu and msgpack: no algorithm stack is imported here.
 
 from producer.client import Client
 from producer.errors import (
+    BrokerBlocked,
     BrokerUnavailable,
     CallTimeout,
     InvalidAudio,
@@ -18,6 +19,7 @@ from producer.errors import (
 )
 
 __all__ = [
+    "BrokerBlocked",
     "BrokerUnavailable",
     "CallTimeout",
     "Client",

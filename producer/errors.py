@@ -4,6 +4,7 @@ SpeechError                 root: catch this to catch everything the platform ra
  +-- BrokerUnavailable      RabbitMQ cannot be reached
  +-- CallTimeout            no answer arrived within the caller's timeout
  +-- Overloaded             the algorithm's queue is full: back off and retry later
+ |    +-- BrokerBlocked     RabbitMQ blocks publishers (memory or disk alarm): retry later
  +-- InvalidInput           the request is wrong; retrying it will not help
  |    +-- PayloadTooLarge   audio bigger than the configured maximum
  |    +-- InvalidAudio      audio that cannot be decoded, is empty or is too long
@@ -33,6 +34,17 @@ class CallTimeout(SpeechError, TimeoutError):
 
 class Overloaded(SpeechError):
     """Raised when the algorithm's queue holds its maximum backlog and refused the call."""
+
+
+class BrokerBlocked(Overloaded):
+    """Raised when RabbitMQ blocks publishers under a resource alarm (memory or disk)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"RabbitMQ blocks publishers: {reason} (a resource alarm;"
+            " calls resume by themselves once it clears)"
+        )
+        self.reason = reason
 
 
 class InvalidInput(SpeechError, ValueError):
