@@ -88,9 +88,16 @@ result_backend = "rpc://"
 # Results are only ever read by the caller that is waiting for them.
 result_persistent = False
 broker_connection_timeout = _env_float("SPEECH_CONNECT_TIMEOUT", 4.0)
-# AMQP heartbeats for workers and the bridge: a dead node or a silently dropped link is
-# noticed after ~2 heartbeats instead of when TCP gives up, minutes later. 0 = off.
-broker_heartbeat = _env_float("SPEECH_HEARTBEAT", 10.0)
+# AMQP heartbeats for workers, the bridge and the Client's reply connection: a dead or
+# hung node, or a silently dropped link, is noticed after ~2 heartbeats (10 s) instead of
+# when TCP gives up, minutes later. RabbitMQ advises no less than 5 s. 0 = off.
+broker_heartbeat = _env_float("SPEECH_HEARTBEAT", 5.0)
+# Seconds the Client waits for a broker node before asking it a question, and again for
+# the answer: a publish unconfirmed, or a reply connection silent, that long makes it ask
+# (basic.qos); no answer (a hung node), or still no confirm (a node cut off from its
+# queues' majority), and the Client leaves that node for the next (producer/links.py).
+# Well below any call's timeout, well above a loaded broker's confirm latency.
+node_patience = _env_float("SPEECH_NODE_PATIENCE", 2.0)
 broker_connection_retry_on_startup = True
 # A worker waits for its broker however long it is away (Celery's default gives up after
 # 100 attempts, about 100 s at the worker's one attempt per second: tasks/consumer.py).

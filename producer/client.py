@@ -16,10 +16,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from amqp.exceptions import MessageNacked
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
-from kombu import Queue
+from kombu import Producer, Queue
 from kombu.exceptions import EncodeError, OperationalError
 
 import celeryconfig
@@ -38,6 +39,7 @@ from producer.errors import (
     SpeechError,
 )
 from producer.events import SentEvents
+from producer.links import Nodes, Publisher, PublishLate
 from producer.options import check_timeout
 from producer.replies import ReplyApp, ReplyBackend, ReplyPathLost
 from producer.topology import declare_algorithm_queues, declare_dead_letters
@@ -77,10 +79,26 @@ class Client:
             "interval_step": 0.5,
             "interval_max": 1.0,
         }
+        # Calls publish on links of their own, bounded by each call's deadline and moved
+        # off a node that hangs (producer/links.py); the reply thread follows the same
+        # order of nodes and leaves a node the publishers found silent, and vice versa.
+        conf = self.app.conf
+        self.nodes = Nodes(conf.broker_write_url or conf.broker_url)
+        self.publisher = Publisher(
+            self.nodes,
+            connect_timeout=conf.broker_connection_timeout,
+            patience=celeryconfig.node_patience,
+            ssl=conf.broker_use_ssl,
+        )
+        self.app.publisher = self.publisher
+        # Celery acquires a producer for every call; the lean path never connects it, so
+        # one idle producer serves every thread (no pool to wait for).
+        self._producer = Producer(self.app.connection_for_write(), auto_declare=False)
         # One reply backend for all threads: its reply queue outlives no connection.
         self.app.conf.result_backend = f"{ReplyBackend.__module__}:{ReplyBackend.__name__}"
         self.app.conf.result_backend_thread_safe = True
         self.replies: ReplyBackend = self.app.backend
+        self.replies.follow(self.nodes, celeryconfig.node_patience)
         # Celery would publish task-sent events through the task's producer, waiting for a
         # second confirm per call: a thread of the Client's own does (producer/events.py).
         self.app.conf.task_send_sent_event = False
@@ -109,6 +127,7 @@ class Client:
         if self.events is not None:
             self.events.close()
         self.replies.close()
+        self.publisher.close()
         self.app.close()
 
     # --- calls -------------------------------------------------------------------------
@@ -351,12 +370,18 @@ class Client:
                     kwargsrepr=kwargsrepr,
                     # the queues were declared once, with the topology (_declare_topology)
                     declare=[],
+                    producer=self._producer,
                 )
                 if self.events is not None:
                     self.events.sent(task, task_id, queue, argsrepr, kwargsrepr, expires)
                 return result
             except EncodeError as exc:  # e.g. an integer beyond msgpack's 64 bits
                 raise InvalidOptions(f"{task}: options that cannot be sent: {exc}") from None
+            except PublishLate as exc:
+                raise CallTimeout(
+                    f"{task} on queue {queue!r}: RabbitMQ did not take the request within"
+                    f" the call's timeout ({exc})"
+                ) from None
             except (MessageNacked, OperationalError, OSError) as exc:
                 if not _refused_by_broker(exc):
                     raise BrokerUnavailable(
@@ -380,14 +405,14 @@ class Client:
 
     def _backlog(self, queue: str) -> int:
         """Messages waiting in `queue`, or -1 when the broker cannot say right now."""
+
+        def depth(conn: Any) -> int:
+            with conn.channel() as channel:
+                return int(channel.queue_declare(queue, passive=True).message_count)
+
+        deadline = time.monotonic() + self.app.conf.broker_connection_timeout
         try:
-            with self.app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, interval_start=0)
-                channel = conn.channel()
-                try:
-                    return int(channel.queue_declare(queue, passive=True).message_count)
-                finally:
-                    channel.close()
+            return int(self.publisher.run(depth, deadline))
         except Exception:  # no leader, no node: "not known to be full"
             return -1
 
@@ -397,13 +422,23 @@ class Client:
         with self._declare_lock:
             if self._declared.is_set():
                 return
-            try:
-                with self.app.connection_for_write() as conn:
-                    conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
-                    declare_dead_letters(conn)
-                    declare_algorithm_queues(conn, self.algorithms)
-            except OperationalError as exc:
-                raise BrokerUnavailable(f"cannot reach RabbitMQ at {self._where()}: {exc}") from exc
+
+            def declare(conn: Any) -> None:
+                declare_dead_letters(conn)
+                declare_algorithm_queues(conn, self.algorithms)
+
+            # A node that is down or hung is left for the next (producer/links.py).
+            wait = self.app.conf.broker_connection_timeout
+            deadline = time.monotonic() + 2 * wait
+            while True:
+                try:
+                    self.publisher.run(declare, min(deadline, time.monotonic() + wait))
+                    break
+                except (OSError, AMQPConnectionError) as exc:
+                    if time.monotonic() >= deadline:
+                        raise BrokerUnavailable(
+                            f"cannot declare the queues on RabbitMQ at {self._where()}: {exc}"
+                        ) from exc
             self._declared.set()
 
     def _where(self) -> str:

@@ -6,17 +6,20 @@ retry-policy merge, entity declarations, serializer lookup, the producer's batch
 and its own retry wrapper, on every call. For the Client's calls most of that has nothing
 to do: the queues were declared once with the topology, no signal has a receiver, the
 serializer is msgpack. `LeanAMQP` (the app's `amqp` class, a documented Celery extension
-point) publishes those messages itself: serialize the body, publish it on the pooled
-producer's channel and wait for the broker's confirm, inside kombu's `ensure`, which
-reconnects (to the next broker address) and publishes again on a connection error just
-as the Producer's retry did. The message on the wire is the one Celery would send
+point) publishes those messages itself: serialize the body and hand it to the app's
+`publisher` (producer/links.py), which publishes it with a confirm on a link of its own,
+every socket operation bounded by the caller's deadline, moving to the next broker node
+when one stops answering. The kombu Producer Celery acquires for the call is never
+connected. The message on the wire is the one Celery would send
 (headers, properties, msgpack body, per-message TTL from `expires`, persistent), so the
 workers see no difference. Anything else (another exchange type, declarations, a sent
 event through the producer) takes Celery's own path.
 """
 
+import time
 from typing import Any
 
+import amqp
 from celery.app.amqp import AMQP
 from kombu import Queue
 from kombu.serialization import dumps
@@ -29,18 +32,20 @@ PERSISTENT = 2
 
 
 class LeanAMQP(AMQP):  # type: ignore[misc]
-    """Celery's AMQP helper with a shorter publish for direct-routed, pre-declared queues."""
+    """Celery's AMQP helper with a shorter publish for direct-routed, pre-declared queues,
+    through the app's `publisher` (producer.links.Publisher) when it has one."""
 
     def _create_task_sender(self) -> Any:
         full = super()._create_task_sender()
         serializer = self.app.conf.task_serializer
-        policy = dict(self.app.conf.task_publish_retry_policy or {})
 
         def send_task_message(producer: Any, name: str, message: Any, **options: Any) -> Any:
             headers, properties, body, sent_event = message
             queue = options.get("queue")
+            publisher = getattr(self.app, "publisher", None)
             lean = (
-                sent_event is None
+                publisher is not None
+                and sent_event is None
                 and not options.get("declare")
                 and isinstance(queue, Queue)
                 and (queue.exchange is None or queue.exchange.type == "direct")
@@ -51,20 +56,17 @@ class LeanAMQP(AMQP):  # type: ignore[misc]
             content_type, encoding, data = dumps(body, serializer=serializer)
             if options.get("expiration") is not None:  # as kombu writes it: milliseconds
                 properties = {**properties, "expiration": str(int(options["expiration"] * 1000))}
-            confirm_timeout = options.get("confirm_timeout")
-
-            def publish() -> None:
-                channel = producer.channel
-                amqp_message = channel.prepare_message(
-                    data, options.get("priority") or 0, content_type, encoding, headers,
-                    {"delivery_mode": PERSISTENT, **properties},
-                )  # fmt: skip
-                # A direct exchange routes by queue name, as the default exchange does
-                channel.basic_publish(
-                    amqp_message, exchange="", routing_key=queue.name,
-                    confirm_timeout=confirm_timeout,
-                )  # fmt: skip
-
-            return producer.connection.ensure(producer, publish, **policy)()
+            # The caller's patience bounds the publish (the Client passes what is left of
+            # its timeout); a plain send_task waits as long as its message lives.
+            patience = options.get("confirm_timeout") or max(
+                options.get("expiration") or 0, self.app.conf.broker_connection_timeout
+            )
+            amqp_message = amqp.Message(
+                data, priority=options.get("priority") or 0, content_type=content_type,
+                content_encoding=encoding, application_headers=headers,
+                **{"delivery_mode": PERSISTENT, **properties},
+            )  # fmt: skip
+            # A direct exchange routes by queue name, as the default exchange does
+            publisher.publish(amqp_message, queue.name, time.monotonic() + patience)
 
         return send_task_message

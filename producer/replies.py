@@ -26,14 +26,18 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery.backends.base import BaseBackend
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu import Consumer, Queue
+from kombu.utils.url import parse_url
 
 from producer.errors import BrokerUnavailable, SpeechError
+
+if TYPE_CHECKING:
+    from producer.links import Nodes
 
 log = logging.getLogger("speech.replies")
 
@@ -47,6 +51,10 @@ RECONNECT_PAUSE = 0.5
 
 class ReplyPathLost(SpeechError):
     """Raised when the reply queue a call was waiting on died with its connection."""
+
+
+class _Left(ConnectionError):
+    """The Client left the reply connection's node (its publishes found it silent)."""
 
 
 @dataclass
@@ -78,6 +86,20 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         self._unreachable = False
         self.dropped = 0  # replies that arrived for no waiting call
         self.reconnects = 0
+        self._nodes: Nodes | None = None
+        self._patience = 2.0
+        self._url: str | None = None  # the node the consumer is connected to
+        self._leave = threading.Event()  # set when the Client left that node
+
+    def follow(self, nodes: "Nodes", patience: float) -> None:
+        """Connect in the order of `nodes`, leave a node the publishers left, and leave
+        one that stays silent for `patience` seconds and then does not answer."""
+        self._nodes, self._patience = nodes, patience
+        nodes.subscribe(self._node_left)
+
+    def _node_left(self, url: str) -> None:
+        if url == self._url:
+            self._leave.set()
 
     # --- the calling side ---------------------------------------------------------------
     def expect(self, task_id: str, timeout: float) -> str:
@@ -168,8 +190,10 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         urls = self.app.conf.broker_read_url or self.app.conf.broker_url
         first = 0
         while not self._closing.is_set():
+            order = self._nodes.preferred() if self._nodes else _rotate(urls, first)
             conn = self.app.connection_for_read(
-                url=_rotate(urls, first), heartbeat=self.app.conf.broker_heartbeat or None
+                url=";".join(order) if isinstance(order, list) else order,
+                heartbeat=self.app.conf.broker_heartbeat or None,
             )
             try:
                 # One attempt per address; kombu moves to the next one after each failure.
@@ -182,11 +206,16 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
                 self._consume(conn)
             except Exception as exc:  # any way a connection can break: find another node
                 self._lose_connection(exc)
+                if self._nodes is not None and self._url and not isinstance(exc, _Left):
+                    self._nodes.leave(self._url, exc)
                 first += 1
                 self._closing.wait(RECONNECT_PAUSE)
-            finally:
-                with contextlib.suppress(Exception):  # a dead socket may refuse to close
-                    conn.release()
+                # no closing handshake with a node that may never answer it
+                with contextlib.suppress(Exception):
+                    conn.collect()
+            else:
+                _close(conn)
+            self._url = None
         self._lose_connection(None)
 
     def _set_unreachable(self, unreachable: bool) -> None:
@@ -202,15 +231,29 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
             channel, queues=[queue], no_ack=True, accept=self.accept, on_message=self._on_reply
         )
         consumer.consume()
+        self._url = _node_url(conn, self._nodes)
+        self._leave.clear()
         with self._lock:
             self._queue_name, self._last_error = name, None
             self._generation += 1
             self._ready.notify_all()
         log.info("reply queue %s on %s", name, conn.as_uri())
+        # Every blocking read of this connection ends within the patience (a probe's).
+        conn.connection.transport.sock.settimeout(self._patience)
+        raw = conn.connection
+        heard, last_recv = time.monotonic(), raw.bytes_recv
         while not self._closing.is_set():
             with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=POLL_SECONDS)
             conn.heartbeat_check()
+            if self._leave.is_set():
+                raise _Left(f"left {conn.as_uri()}: the Client's publishes found it silent")
+            if raw.bytes_recv != last_recv:
+                heard, last_recv = time.monotonic(), raw.bytes_recv
+            elif time.monotonic() - heard > self._patience:
+                # Silent a while: ask the node something (a hung node never answers)
+                channel.basic_qos(0, 0, False)
+                heard, last_recv = time.monotonic(), raw.bytes_recv
         with contextlib.suppress(Exception):
             consumer.cancel()
 
@@ -250,6 +293,33 @@ class ReplyApp(Celery):  # type: ignore[misc]
         if isinstance(backend, ReplyBackend):
             return backend.reply_to()
         return str(super().thread_oid)
+
+
+def _node_url(conn: Any, nodes: "Nodes | None") -> str | None:
+    """Which of `nodes`' URLs `conn` is connected to."""
+    if nodes is None:
+        return None
+
+    def where(host: str | None, port: int | None) -> tuple[str, int]:
+        return ("127.0.0.1" if host in (None, "localhost") else host, port or 5672)
+
+    here = where(conn.hostname, conn.port)
+    for url in nodes.preferred():
+        parts = parse_url(url)
+        if where(parts.get("hostname"), parts.get("port")) == here:
+            return url
+    return None
+
+
+def _close(conn: Any) -> None:
+    """Close politely within a second, else drop the connection."""
+    try:
+        if conn.connected:
+            conn.connection.transport.sock.settimeout(1.0)
+        conn.release()
+    except Exception:  # noqa: BLE001  (a dead or hung node)
+        with contextlib.suppress(Exception):
+            conn.collect()
 
 
 def _split(urls: str) -> list[str]:

@@ -1,0 +1,359 @@
+"""The Client's links to RabbitMQ for publishing: bounded in time, off a node that hangs.
+
+kombu's connection pool and its `ensure` retry wrapper serve workers well, but a caller
+with a deadline meets two grey failures there that never end:
+- a resource alarm (memory, disk): RabbitMQ stops reading from every publishing
+  connection, so after a confirm that never comes, kombu's recovery closes the channel
+  and waits for a `close-ok` that never comes either;
+- a node that hangs (a frozen VM, a stalled disk, a dead switch port): its sockets stay
+  open and nothing answers, so nothing fails until TCP gives up, minutes later.
+
+Here each link is one py-amqp connection with one confirm channel, used by one thread at
+a time, and every socket operation on it is bounded by the caller's deadline. A link that
+fails in any way is dropped without a closing handshake (nothing to wait for), never put
+back. What a link can tell:
+- RabbitMQ's `connection.blocked` notification (with the alarm it names) makes the call
+  fail at once with BrokerBlocked; later calls fail at once too, without publishing, until
+  the same connection hears `connection.unblocked`;
+- a publish not confirmed within `node_patience` seconds makes the link ask its node a
+  question (basic.qos): no answer means the node hangs; an answer but still no confirm
+  after another `node_patience` means the node cannot reach its queue's leader (a node cut
+  off from the cluster's majority). Either way the node goes to the back of the list
+  (`Nodes.leave`) and the request is published again on the next node while the deadline
+  allows (it may then run twice; the algorithms are pure functions, and the second answer
+  finds nobody waiting).
+"""
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import amqp
+from amqp import spec
+from amqp.exceptions import AMQPError, ConnectionError, MessageNacked
+from kombu.transport import pyamqp
+from kombu.utils.url import parse_url
+
+from producer.brokers import broker_urls, safe_url
+from producer.errors import BrokerBlocked, BrokerUnavailable, SpeechError
+
+log = logging.getLogger("speech.links")
+# Idle links kept for reuse, all threads together: more are closed when given back.
+MAX_IDLE = 16
+# A blocked link is asked whether the alarm cleared at most this often (seconds).
+BLOCKED_POLL = 0.2
+
+
+class PublishLate(SpeechError):
+    """Raised when the deadline passed before RabbitMQ confirmed a publish."""
+
+
+class NodeSilent(SpeechError):
+    """Raised when a link's node stopped answering, or cannot confirm publishes."""
+
+
+class Nodes:
+    """The broker's addresses in the order to try them: a node found dead or hung is left
+    (moved to the back) and everyone listening is told, so that the Client's reply thread
+    leaves it too."""
+
+    def __init__(self, urls: str | Iterable[str]) -> None:
+        self._urls = broker_urls(urls)
+        if not self._urls:
+            raise BrokerUnavailable("no broker URL configured (CELERY_BROKER_URL)")
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[str], None]] = []
+        self.left = 0  # times a node was left
+
+    def preferred(self) -> list[str]:
+        with self._lock:
+            return list(self._urls)
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        self._listeners.append(listener)
+
+    def leave(self, url: str, why: object) -> None:
+        with self._lock:
+            if url not in self._urls:
+                return
+            self._urls.remove(url)
+            self._urls.append(url)
+            self.left += 1
+            others = len(self._urls) > 1
+        # with one node there is nowhere else to go: the caller's error says it all
+        log.log(logging.WARNING if others else logging.DEBUG, "leaving RabbitMQ node %s: %s",
+                safe_url(url), why)  # fmt: skip
+        for listener in self._listeners:
+            listener(url)
+
+
+class _Connection(pyamqp.Connection):  # type: ignore[misc]
+    """kombu's py-amqp connection (its channels take kombu's entities), keeping the reason
+    RabbitMQ gives with `connection.blocked` (py-amqp reads the method without it)."""
+
+    _METHODS = {
+        **amqp.Connection._METHODS,
+        spec.Connection.Blocked: spec.method(spec.Connection.Blocked, "s"),
+    }
+
+    def _on_blocked(self, reason: str = "") -> None:
+        if self.on_blocked:
+            self.on_blocked(reason or "no reason given")
+
+
+class Link:
+    """One connection to one node, with one confirm channel; one thread at a time."""
+
+    def __init__(self, url: str, deadline: float, connect_timeout: float, ssl: Any = None):
+        self.url = url
+        self.blocked: str | None = None
+        self._confirmed = 0  # highest delivery tag acked or nacked
+        self._nacked = 0
+        self._sent = 0
+        self.used = time.monotonic()
+        u = parse_url(url)
+        host = u.get("hostname") or "localhost"
+        self.conn = _Connection(
+            host=f"{'127.0.0.1' if host == 'localhost' else host}:{u.get('port') or 5672}",
+            userid=u.get("userid") or "guest",
+            password=u.get("password") or "guest",
+            virtual_host=u.get("virtual_host") or "/",
+            connect_timeout=max(0.05, min(connect_timeout, _left(deadline))),
+            heartbeat=0,  # a link is either in use (bounded) or idle (checked before use)
+            ssl=ssl or False,
+            on_blocked=self._on_blocked,
+            on_unblocked=self._on_unblocked,
+        )
+        try:
+            self.conn.connect()
+            self._bound(deadline)
+            self.channel = self.conn.channel()
+            self.channel.confirm_select()
+        except BaseException:
+            self.abandon()
+            raise
+        self.channel.events["basic_ack"].add(self._on_ack)
+        self.channel.events["basic_nack"].add(self._on_nack)
+
+    # --- what the broker tells -----------------------------------------------------------
+    def _on_blocked(self, reason: str) -> None:
+        self.blocked = reason
+
+    def _on_unblocked(self) -> None:
+        self.blocked = None
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._confirmed = max(self._confirmed, tag)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self._confirmed = max(self._confirmed, tag)
+        self._nacked = max(self._nacked, tag)
+
+    # --- operations ----------------------------------------------------------------------
+    def _bound(self, deadline: float) -> None:
+        """Every blocking read and write on this link ends by `deadline`."""
+        self.conn.transport.sock.settimeout(max(0.01, _left(deadline)))
+
+    def poll(self) -> None:
+        """Read whatever the broker sent meanwhile (blocked, unblocked, a close), at once."""
+        with contextlib.suppress(socket.timeout):
+            self.conn.drain_events(timeout=0)
+
+    def publish(
+        self, message: amqp.Message, routing_key: str, deadline: float, patience: float
+    ) -> None:
+        """Publish on the default exchange and wait for the broker's confirm."""
+        self._bound(deadline)
+        self.poll()
+        if self.blocked is not None:
+            raise BrokerBlocked(self.blocked)
+        self._sent += 1
+        tag = self._sent
+        self.channel._basic_publish(message, exchange="", routing_key=routing_key)
+        self._await(tag, deadline, patience)
+        self.used = time.monotonic()
+        if self._nacked >= tag:
+            raise MessageNacked(f"RabbitMQ refused the publish to {routing_key!r}")
+
+    def _await(self, tag: int, deadline: float, patience: float) -> None:
+        until = min(deadline, time.monotonic() + patience)
+        probed = False
+        while self._confirmed < tag:
+            if self.blocked is not None:
+                raise BrokerBlocked(self.blocked)
+            left = until - time.monotonic()
+            if left <= 0:
+                if _left(deadline) <= 0:
+                    raise PublishLate("no confirm from RabbitMQ before the call's deadline")
+                if probed:
+                    raise NodeSilent(f"no confirm within {2 * patience:g} s (node cut off?)")
+                self.probe(min(deadline, time.monotonic() + patience))
+                probed = True
+                until = min(deadline, time.monotonic() + patience)
+                continue
+            with contextlib.suppress(socket.timeout):
+                self.conn.drain_events(timeout=left)
+
+    def probe(self, deadline: float) -> None:
+        """Ask the node a question; NodeSilent if no answer comes by `deadline`."""
+        self._bound(deadline)
+        try:
+            self.channel.basic_qos(0, 0, False)
+        except (OSError, AMQPError) as exc:
+            if self.blocked is not None:
+                raise BrokerBlocked(self.blocked) from None
+            raise NodeSilent(f"no answer within {_left(deadline) or 0:.1f} s ({exc!r})") from exc
+
+    def abandon(self) -> None:
+        """Drop the connection without a closing handshake: nothing to wait for."""
+        with contextlib.suppress(Exception):
+            self.conn.collect()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """A polite close, bounded; dropped if the broker does not answer in time."""
+        try:
+            self._bound(time.monotonic() + timeout)
+            self.conn.close()
+        except Exception:  # noqa: BLE001  (a dead or blocked node: just drop it)
+            self.abandon()
+
+
+class Publisher:
+    """Links to the broker's nodes, shared by the Client's threads."""
+
+    def __init__(self, nodes: Nodes, *, connect_timeout: float, patience: float, ssl: Any = None):
+        self.nodes, self.connect_timeout, self.patience, self.ssl = (
+            nodes, connect_timeout, patience, ssl,
+        )  # fmt: skip
+        self._idle: list[Link] = []
+        self._lock = threading.Lock()
+        self._blocked: Link | None = None
+        self._blocked_lock = threading.Lock()
+        self._checked_blocked = 0.0
+        self._closed = False
+        nodes.subscribe(self._drop_idle_on)
+
+    # --- calls ---------------------------------------------------------------------------
+    def publish(self, message: amqp.Message, routing_key: str, deadline: float) -> None:
+        """Publish once confirmed, moving to another node if this one stops answering.
+
+        Raises BrokerBlocked, BrokerUnavailable, PublishLate or MessageNacked."""
+        while True:
+            self._check_blocked()
+            link = self._take(deadline)
+            try:
+                link.publish(message, routing_key, deadline, self.patience)
+            except BrokerBlocked:
+                self._hold_blocked(link)
+                raise
+            except MessageNacked:
+                self._give(link)
+                raise
+            except PublishLate:
+                link.abandon()
+                raise
+            except (NodeSilent, OSError, AMQPError) as exc:
+                link.abandon()
+                self.nodes.leave(link.url, exc)
+                if _left(deadline) <= 0:
+                    raise PublishLate(f"no confirm from RabbitMQ in time: {exc}") from None
+                continue
+            self._give(link)
+            return
+
+    def run(self, operation: Callable[[amqp.Connection], Any], deadline: float) -> Any:
+        """`operation(connection)` on a link (declarations, passive checks), bounded by
+        `deadline`; the link is dropped if anything goes wrong."""
+        link = self._take(deadline)
+        try:
+            link._bound(deadline)
+            result = operation(link.conn)
+        except (OSError, ConnectionError) as exc:  # the node, not the operation, failed
+            link.abandon()
+            self.nodes.leave(link.url, exc)
+            raise
+        except BaseException:
+            link.abandon()
+            raise
+        self._give(link)
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        if self._blocked is not None:
+            idle.append(self._blocked)
+            self._blocked = None
+        for link in idle:
+            link.close()
+
+    # --- links ---------------------------------------------------------------------------
+    def _take(self, deadline: float) -> Link:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        errors: list[str] = []
+        for url in self.nodes.preferred():
+            if _left(deadline) <= 0:
+                break
+            try:
+                return Link(url, deadline, self.connect_timeout, self.ssl)
+            except (OSError, AMQPError) as exc:
+                errors.append(f"{safe_url(url)}: {exc!r}")
+                self.nodes.leave(url, exc)
+        raise BrokerUnavailable(f"cannot reach RabbitMQ: {'; '.join(errors) or 'no time left'}")
+
+    def _give(self, link: Link) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < MAX_IDLE:
+                self._idle.append(link)
+                return
+        link.close()
+
+    def _drop_idle_on(self, url: str) -> None:
+        with self._lock:
+            dropped = [link for link in self._idle if link.url == url]
+            self._idle = [link for link in self._idle if link.url != url]
+        for link in dropped:
+            link.abandon()
+
+    # --- resource alarms -----------------------------------------------------------------
+    def _hold_blocked(self, link: Link) -> None:
+        """Keep a blocked link: it is the one that will hear `connection.unblocked`."""
+        with self._blocked_lock:
+            if self._blocked is None:
+                self._blocked = link
+                log.warning("RabbitMQ blocks publishers: %s", link.blocked)
+                return
+        link.abandon()
+
+    def _check_blocked(self) -> None:
+        """BrokerBlocked at once while the alarm lasts; nothing once it cleared."""
+        with self._blocked_lock:
+            link = self._blocked
+            if link is None:
+                return
+            if time.monotonic() - self._checked_blocked >= BLOCKED_POLL:
+                self._checked_blocked = time.monotonic()
+                try:
+                    link._bound(time.monotonic() + 1.0)
+                    link.poll()
+                except Exception:  # noqa: BLE001  (its node died meanwhile: start afresh)
+                    link.blocked = None
+            reason = link.blocked
+            if reason is None:
+                self._blocked = None
+                log.warning("RabbitMQ unblocked publishers")
+        if reason is not None:
+            raise BrokerBlocked(reason)
+        # its unconfirmed publish will be confirmed now: a fresh link is simpler
+        link.abandon()
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
