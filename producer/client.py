@@ -286,8 +286,8 @@ class Client:
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
         timeout = check_timeout(timeout)
-        self._declare_topology()
         deadline = time.monotonic() + timeout
+        self._declare_topology(deadline)
         attempt = 0
         while True:
             attempt += 1
@@ -416,7 +416,8 @@ class Client:
         except Exception:  # no leader, no node: "not known to be full"
             return -1
 
-    def _declare_topology(self) -> None:
+    def _declare_topology(self, by: float | None = None) -> None:
+        """Declare the queues once per Client, by the deadline `by` if one is given."""
         if self._declared.is_set():
             return
         with self._declare_lock:
@@ -429,7 +430,7 @@ class Client:
 
             # A node that is down or hung is left for the next (producer/links.py).
             wait = self.app.conf.broker_connection_timeout
-            deadline = time.monotonic() + 2 * wait
+            deadline = time.monotonic() + 2 * wait if by is None else by
             while True:
                 try:
                     self.publisher.run(declare, min(deadline, time.monotonic() + wait))

@@ -31,7 +31,7 @@ BIN = Path("/usr/lib/rabbitmq/bin")
 BASE = REPO / ".cluster"
 # Seconds between inter-node ticks: a node cut off is noticed after about this long
 # (the default, 60, would make a partition test wait minutes).
-NET_TICKTIME = 10
+NET_TICKTIME = 5
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
