@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from producer import operations, wire
-from producer.errors import BrokerUnavailable, Overloaded, SpeechError, StoreUnavailable
+from producer.errors import (
+    BrokerBlocked,
+    BrokerUnavailable,
+    Overloaded,
+    SpeechError,
+    StoreUnavailable,
+)
 from producer.servers.jobstore import Job, JobStore
 
 log = logging.getLogger("speech.jobs")
@@ -163,6 +169,11 @@ class JobRunner:
         except Released:
             if not beat.lost.is_set():
                 self.store.release(job.id, self.owner, 0.0)
+        except BrokerBlocked as exc:
+            # A resource alarm blocks every publisher, whatever the job: it waits its turn
+            # without using up its attempts, however long the alarm lasts.
+            log.info("job %s: %s; trying again in %g s", job.id, exc, RETRY_SECONDS)
+            self.store.release(job.id, self.owner, RETRY_SECONDS, refund=True)
         except (BrokerUnavailable, Overloaded) as exc:
             if job.attempts < MAX_ATTEMPTS:
                 log.info("job %s: %s; trying again in %g s", job.id, exc, RETRY_SECONDS)

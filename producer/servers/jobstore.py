@@ -251,13 +251,14 @@ class JobStore:
                 cur.execute("DELETE FROM speech_job_audio WHERE job_id = ?", (job_id,))
         return ended
 
-    def release(self, job_id: str, owner: str, delay: float) -> bool:
-        """Give `owner`'s job back to the queue, to be claimed again after `delay` seconds."""
+    def release(self, job_id: str, owner: str, delay: float, *, refund: bool = False) -> bool:
+        """Give `owner`'s job back to the queue, to be claimed again after `delay` seconds;
+        `refund`: the attempt does not count (the broker, not the job, was at fault)."""
         with self._tx() as cur:
             cur.execute(
-                "UPDATE speech_jobs SET state = 'queued', owner = NULL, lease_until = ?"
-                " WHERE id = ? AND owner = ? AND state = 'running'",
-                (time.time() + delay, job_id, owner),
+                "UPDATE speech_jobs SET state = 'queued', owner = NULL, lease_until = ?,"
+                " attempts = attempts - ? WHERE id = ? AND owner = ? AND state = 'running'",
+                (time.time() + delay, int(refund), job_id, owner),
             )
             return bool(cur.rowcount == 1)
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from producer import BrokerBlocked, Client
+from tests.clients.jobs_helpers import job, submit, wait_state
 from tests.clients.servers import Gateway
 from tests.cluster import Cluster, Node
 from tests.helpers import DATA, Worker
@@ -180,7 +181,10 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
                     time.sleep(0.2)
                 assert kind in _alarms(cluster), f"no {kind} alarm was raised"
                 first_blocked = _first(load, BrokerBlocked.__name__, raised_at, 30)
+                # (a job submitted meanwhile is taken, and waits for the broker)
+                job_id = submit(gateway.url, "asr", FOX)
                 time.sleep(ALARM_S)
+                job_during = job(gateway.url, job_id)["state"]
                 # Then the gateway answers 503 with Retry-After
                 res = httpx.post(
                     f"{gateway.url}/v1/asr",
@@ -192,6 +196,7 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
                 _alarm(cluster, kind, False)
             cleared_at = time.monotonic()
             back_in = load.wait_for_success(cleared_at, timeout=30)
+            finished = wait_state(gateway.url, job_id, ("done", "failed"), timeout=60)
             time.sleep(3)
             report = load.stop()
             afterwards = _serves_afterwards(client)
@@ -206,6 +211,8 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
         assert max(c.ended - c.started for c in during) < 1.0
         assert res.status_code == 503 and res.headers.get("Retry-After"), res.text
         assert res.json()["error"]["type"] == "BrokerBlocked", res.text
+        # And the job stayed queued through the alarm, then ran
+        assert job_during == "queued" and finished["state"] == "done", (job_during, finished)
         _check(report, {"BrokerBlocked", "CallTimeout"})
         # And service resumed as soon as the alarm cleared, through the same Client
         assert back_in < 5.0, back_in
