@@ -247,3 +247,9 @@ def test_spool_files_of_dead_gateways_are_removed_at_start(gateway: Gateway) -> 
     orphan: Path = gateway.orphan  # type: ignore[attr-defined]
     # Then the gateway removed it when it started
     assert not orphan.exists()
+
+
+def test_a_job_id_with_a_trailing_newline_is_not_an_id(gateway: Gateway) -> None:
+    res = httpx.get(f"{gateway.url}/v1/jobs/{'a' * 32}%0A", timeout=10)
+    assert res.status_code == 404
+    assert "job ids are 32 hexadecimal digits" in res.json()["error"]["message"]
