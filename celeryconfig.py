@@ -190,6 +190,22 @@ gateway_threads = _env_int("SPEECH_GATEWAY_THREADS", 32)
 # Bytes of request bodies the gateway holds at once, all uploads together (each is refused
 # at the payload limit as it arrives); past it, new bytes get 503 Overloaded + Retry-After.
 gateway_upload_budget = _env_int("SPEECH_GATEWAY_UPLOAD_BUDGET", 8 * max_payload_bytes)
+# Uploads held at once by one caller (an API key, or a client address without keys), a
+# share of the budget above: past it that caller gets 429 + Retry-After, others go on.
+gateway_client_upload_share = _env_int(
+    "SPEECH_GATEWAY_CLIENT_UPLOADS", max(gateway_upload_budget // 2, max_payload_bytes)
+)
+# Connections one client address holds open at once; more are answered 429 and closed.
+gateway_client_connections = _env_int("SPEECH_GATEWAY_CLIENT_CONNECTIONS", 50)
+# Seconds a request's header block may take to arrive (from the connection's first byte,
+# or the previous answer); slower ones are answered 408 and closed.
+gateway_header_timeout = _env_float("SPEECH_GATEWAY_HEADER_TIMEOUT", 10.0)
+# Seconds a request body may take in all; a body that sends less than
+# SPEECH_GATEWAY_MIN_RATE bytes/s over any window of SPEECH_GATEWAY_RATE_WINDOW seconds is
+# cut sooner (a stalled upload is held at most two windows). Either way the connection closes.
+gateway_body_timeout = _env_float("SPEECH_GATEWAY_BODY_TIMEOUT", 600.0)
+gateway_min_rate = _env_int("SPEECH_GATEWAY_MIN_RATE", 8192)
+gateway_rate_window = _env_float("SPEECH_GATEWAY_RATE_WINDOW", 10.0)
 # When set, every /v1 request must carry this key in the X-API-Key header.
 gateway_api_key = _env("SPEECH_API_KEY", "")
 # Seconds an overloaded gateway asks clients to wait before retrying (Retry-After).
@@ -226,6 +242,16 @@ job_threads = _env_int("SPEECH_JOB_THREADS", 2)
 job_lease = _env_float("SPEECH_JOB_LEASE", 30.0)
 # Seconds a finished job (done, failed, cancelled) is kept before it is removed.
 job_retention = _env_float("SPEECH_JOB_RETENTION", 86400.0)
+# Jobs queued or running at once: per caller (an API key, or a client address when the
+# gateway has no key) and all together; past either, POST /v1/jobs answers 429.
+jobs_per_caller = _env_int("SPEECH_JOBS_PER_CALLER", 20)
+jobs_max = _env_int("SPEECH_JOBS_MAX", 1000)
+# Bytes of audio the job store holds for queued and running jobs; past it, POST /v1/jobs
+# answers 507 (Insufficient Storage) before anything is stored.
+jobs_max_bytes = _env_int("SPEECH_JOBS_MAX_BYTES", 4 * 1024**3)
+# Seconds a job may wait queued (never started, or given back to wait for a worker); past
+# it, it ends failed with a JobExpired error.
+job_max_queued_seconds = _env_float("SPEECH_JOB_MAX_QUEUED_SECONDS", 3600.0)
 # Secret for the HMAC-SHA256 signature of job callbacks; jobs with a callback need it.
 callback_secret = _env("SPEECH_CALLBACK_SECRET", "")
 # Attempts to deliver a job's callback (backing off from 1 s up to 5 min) before giving up.

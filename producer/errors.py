@@ -11,6 +11,9 @@ SpeechError                 root: catch this to catch everything the platform ra
  |    +-- InvalidOptions    unknown options or arguments of the wrong type
  |    +-- ResultTooLarge    the answer would be bigger than the broker carries
  |    +-- UnknownJob        no job has that id (never made, or removed after retention)
+ +-- TooManyRequests       one caller holds its share of the gateway: wait for its own requests
+ +-- StorageFull           the job store holds its maximum bytes of audio: retry later
+ +-- JobExpired            a job waited queued past its maximum (a job's error, never raised)
  +-- StoreUnavailable      the job store (SQLite file, PostgreSQL) cannot be used
  +-- RemoteError           the algorithm failed on the worker for another reason
 
@@ -69,6 +72,19 @@ class ResultTooLarge(InvalidInput):
 
 class UnknownJob(InvalidInput):
     """Raised when no job has the id asked for: never made, or removed after its retention."""
+
+
+class TooManyRequests(SpeechError):
+    """Raised when one caller (an API key, or a client address) holds its share of the
+    gateway: connections, uploads in flight, or jobs queued and running."""
+
+
+class StorageFull(SpeechError):
+    """Raised when the job store already holds its maximum bytes of audio."""
+
+
+class JobExpired(SpeechError):
+    """Raised (as a job's error) when a job stayed queued longer than its maximum."""
 
 
 class StoreUnavailable(SpeechError):

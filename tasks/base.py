@@ -24,6 +24,17 @@ log = logging.getLogger("speech.worker")
 app = Celery("speech", task_cls="tasks.guard:SpeechTask")
 app.config_from_object("celeryconfig")
 
+
+@app.on_after_finalize.connect
+def _drop_celery_builtins(sender: Celery, **_: Any) -> None:
+    """Workers serve the platform's tasks only. Celery's own (celery.chord_unlock,
+    celery.starmap, celery.group, ...) are canvas machinery the platform never uses, and
+    from a queue they run whatever task their caller names, on any queue, retrying for
+    ever: unregistered, a message naming one is dead-lettered as an unknown task."""
+    for name in [name for name in sender.tasks if name.startswith("celery.")]:
+        sender.tasks.unregister(name)
+
+
 # queue name -> functions that load and exercise that algorithm's models
 _warmers: dict[str, list[str]] = {}
 # queues this worker consumes, recorded in the parent before the pool forks

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from producer.errors import InvalidInput, Overloaded, PayloadTooLarge
+from producer.errors import InvalidInput, Overloaded, PayloadTooLarge, TooManyRequests
 
 # python-multipart logs a warning for each malformed body before raising; the reader turns
 # the error into InvalidInput for the caller, so the warning is only noise in the log.
@@ -48,31 +48,46 @@ def too_large(size: int, max_bytes: int, at_least: bool = False) -> PayloadTooLa
 
 
 class UploadBudget:
-    """Bytes of request bodies held at once, all requests together: a request takes what
-    arrives through its lease and gives it all back when it is answered. Used from one
-    event loop only, so it needs no lock."""
+    """Bytes of request bodies held at once, all requests together (`limit`) and per caller
+    (`share`): a request takes what arrives through its lease and gives it all back when
+    it is answered. One caller's stalled uploads hold at most its share; the rest of the
+    budget stays for the others. Used from one event loop only, so it needs no lock."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, share: int | None = None) -> None:
         self.limit, self.held = limit, 0
+        self.share = limit if share is None else min(limit, share)
+        self.by_caller: dict[str, int] = {}
 
     @contextmanager
-    def lease(self) -> Iterator[Callable[[int], None]]:
+    def lease(self, caller: str = "") -> Iterator[Callable[[int], None]]:
         taken = 0
 
         def take(size: int) -> None:
             nonlocal taken
+            mine = self.by_caller.get(caller, 0)
             if self.held + size > self.limit:
                 raise Overloaded(
                     f"the gateway holds {self.held} bytes of uploads, its budget is"
                     f" {self.limit} (SPEECH_GATEWAY_UPLOAD_BUDGET): retry later"
                 )
+            if mine + size > self.share:
+                raise TooManyRequests(
+                    f"this caller holds {mine} bytes of uploads in flight, its share is"
+                    f" {self.share} (SPEECH_GATEWAY_CLIENT_UPLOADS): retry once they end"
+                )
             self.held += size
+            self.by_caller[caller] = mine + size
             taken += size
 
         try:
             yield take
         finally:
             self.held -= taken
+            left = self.by_caller.get(caller, 0) - taken
+            if left > 0:
+                self.by_caller[caller] = left
+            else:
+                self.by_caller.pop(caller, None)
 
 
 class BodyCounter:

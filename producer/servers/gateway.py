@@ -23,6 +23,7 @@ Imported only by the `serve` subcommand: `import producer` must not pull in Fast
 
 import argparse
 import asyncio
+import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator, Callable
@@ -50,6 +51,12 @@ from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, Upl
 
 STATIC = Path(__file__).with_name("static")
 RAW_TYPES = {"", "application/octet-stream"}
+# A request's whole header block, however it arrives (h11 bounds only a block still
+# incomplete, so one sent in a single write could be of any size): bytes and lines.
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADERS = 100
+# Statuses whose answers say when to come back (Retry-After).
+RETRY_LATER = (429, 503, 507)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"example": example}}}
@@ -58,6 +65,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "missing or wrong X-API-Key", {"error": {"type": "Unauthorized", "message": ""}}),
         (404, "unknown algorithm", {"error": {"type": "UnknownAlgorithm", "message": "..."}}),
         (413, "audio above the payload limit", {"error": {"type": "PayloadTooLarge"}}),
+        (429, "this caller holds its share (see Retry-After)", {"error": {"type": "..."}}),
         (415, "not audio, or audio that cannot be decoded", {"error": {"type": "InvalidAudio"}}),
         (502, "the algorithm failed on the worker", {"error": {"type": "RemoteError"}}),
         (503, "broker unreachable or overloaded (see Retry-After)", {"error": {"type": "..."}}),
@@ -74,6 +82,7 @@ def create_app(
     retry_after: int = celeryconfig.gateway_retry_after,
     health_timeout: float = celeryconfig.gateway_health_timeout,
     upload_budget: int = celeryconfig.gateway_upload_budget,
+    client_upload_share: int = celeryconfig.gateway_client_upload_share,
 ) -> FastAPI:
     calls = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call")
     # Health pings get their own threads: a gateway busy with long calls still answers them.
@@ -91,15 +100,17 @@ def create_app(
         summary="Run the platform's speech algorithms over HTTP.",
         lifespan=lifespan,
     )
-    uploads = UploadBudget(upload_budget)
-    app.add_middleware(_CloseUnreadBodies)
+    uploads = UploadBudget(upload_budget, client_upload_share)
+    app.add_middleware(_HeaderLimits)
+    app.add_middleware(_CloseUnreadBodies)  # outermost: also closes after a 431
     authorized = Depends(_key_check(api_key))
+    caller = _caller(api_key)
 
     @app.exception_handler(SpeechError)
     async def speech_error(_: Request, exc: SpeechError) -> JSONResponse:
         status = wire.http_status(exc)
         headers = {}
-        if status == 503:
+        if status in RETRY_LATER:
             headers["Retry-After"] = str(getattr(exc, "retry_after", None) or retry_after)
         return JSONResponse({"error": wire.error_body(exc)}, status, headers=headers)
 
@@ -151,7 +162,9 @@ def create_app(
         return JSONResponse({"status": status, "queues": queues}, 200 if status == "ok" else 503)
 
     # /v1/transcribe and /v1/jobs (producer/servers/jobs.py), before /v1/{algorithm}
-    recordings.install(app, client, calls=calls, authorized=authorized)
+    recordings.install(
+        app, client, calls=calls, authorized=authorized, uploads=uploads, caller=caller
+    )
 
     @app.post(
         "/v1/{algorithm}",
@@ -166,7 +179,7 @@ def create_app(
             message = f"unknown algorithm {algorithm[:60]!r}; known: {known}"
             return JSONResponse({"error": {"type": "UnknownAlgorithm", "message": message}}, 404)
         started = time.monotonic()
-        with uploads.lease() as take:  # the body's bytes count until the answer is sent
+        with uploads.lease(caller(request)) as take:  # counted until the answer is sent
             clips, options = await _read_request(request, algorithm, client.max_payload_bytes, take)
             return await _answer(calls, client, algorithm, clips, options, started)
 
@@ -237,6 +250,39 @@ class _CloseUnreadBodies:
             await send(message)
 
         await self.app(scope, receive_counted, send_maybe_closing)
+
+
+class _HeaderLimits:
+    """A request whose header block passes MAX_HEADER_BYTES or MAX_HEADERS is answered 431."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope.get("headers") or []
+        size = sum(len(name) + len(value) + 4 for name, value in headers)
+        if scope["type"] != "http" or (size <= MAX_HEADER_BYTES and len(headers) <= MAX_HEADERS):
+            await self.app(scope, receive, send)
+            return
+        message = (
+            f"the request has {len(headers)} headers of {size} bytes in all; the maximum is"
+            f" {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes"
+        )
+        body = {"error": {"type": "HTTPError", "message": message}}
+        await JSONResponse(body, 431)(scope, receive, send)
+
+
+def _caller(api_key: str) -> Callable[[Request], str]:
+    """Who a request counts against: its API key when the gateway has keys (hashed: keys
+    never sit in memory twice), else the client's address."""
+
+    def caller(request: Request) -> str:
+        if api_key:
+            key = request.headers.get("x-api-key", "").encode()
+            return "key:" + hashlib.sha256(key).hexdigest()[:16]
+        return "address:" + (request.client.host if request.client else "")
+
+    return caller
 
 
 def _key_check(api_key: str) -> Callable[..., None]:

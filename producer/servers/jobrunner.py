@@ -9,9 +9,16 @@ pure functions, so running one again is safe, and a gateway whose lease was take
 can write nothing (the store checks the owner). A cancelled transcribe stops between
 segments; a job killed too often (every attempt took its gateway down) ends failed.
 
+A job whose algorithm has no live worker does not hold a job thread for its timeout: the
+broker is asked first whether anything consumes its queues (the answer is kept for
+LIVENESS_SECONDS) and, with nothing consuming, the
+job goes back to the queue unattempted, to be tried again after a back-off that grows with
+its age (up to MAX_BACKOFF_SECONDS), and expires after SPEECH_JOB_MAX_QUEUED_SECONDS.
+
 The housekeeping thread POSTs each finished job's callback: the job as GET /v1/jobs/{id}
 shows it, signed with HMAC-SHA256 over "<timestamp>.<body>" (see `sign`), retried with
-back-off until the receiver answers 2xx; and it removes jobs past their retention.
+back-off until the receiver answers 2xx; it removes jobs past their retention, ends jobs
+queued too long, and removes spool files left by dead gateway processes of this host.
 """
 
 import contextlib
@@ -38,12 +45,17 @@ from producer.errors import (
     StoreUnavailable,
 )
 from producer.servers.jobstore import Job, JobStore
+from producer.servers.spool import remove_orphans, tag
 
 log = logging.getLogger("speech.jobs")
 # Runs of one job before it is failed: a job that kills its gateway must not loop forever.
 MAX_ATTEMPTS = 3
 # Seconds a job waits before another try when the broker was unreachable or the queue full.
 RETRY_SECONDS = 5.0
+# Seconds a queue's liveness (consumed or not) is trusted before asking the broker again.
+LIVENESS_SECONDS = 5.0
+# Longest wait before a job whose workers were away is tried again.
+MAX_BACKOFF_SECONDS = 60.0
 # Seconds an idle job thread waits before looking for work again (a submit wakes it).
 POLL_SECONDS = 1.0
 # Seconds between sweeps of jobs past their retention.
@@ -93,7 +105,10 @@ class JobRunner:
         retention: float,
         secret: str,
         callback_attempts: int,
+        max_queued: float = float("inf"),
     ) -> None:
+        self.max_queued = max_queued
+        self._liveness: dict[str, tuple[float, bool]] = {}  # queue -> (asked at, alive)
         self.client, self.store, self.spool = client, store, spool
         self.threads, self.lease, self.retention = max(1, threads), lease, retention
         self.secret, self.callback_attempts = secret, max(1, callback_attempts)
@@ -106,6 +121,9 @@ class JobRunner:
 
     def start(self) -> None:
         self.spool.mkdir(parents=True, exist_ok=True)
+        removed = remove_orphans(self.spool)
+        if removed:
+            log.info("removed %d spool files of gateway processes no longer running", removed)
         loops = [self._jobs] * self.threads + [self._housekeeping]
         for i, loop in enumerate(loops):
             thread = threading.Thread(target=loop, name=f"speech-job-{i}", daemon=True)
@@ -159,6 +177,12 @@ class JobRunner:
             error = {"type": "InternalError", "message": message}
             self.store.finish(job.id, self.owner, "failed", error=error)
             return
+        away = self._unserved(job.operation)
+        if away:
+            delay = min(MAX_BACKOFF_SECONDS, max(RETRY_SECONDS, (time.time() - job.created) / 4))
+            log.info("job %s: no worker consumes %s; again in %g s", job.id, away, delay)
+            self.store.release(job.id, self.owner, delay, unrun=True)
+            return
         beat = _Heartbeat(self, job)
         beat.start()
         try:
@@ -173,7 +197,7 @@ class JobRunner:
             # A resource alarm blocks every publisher, whatever the job: it waits its turn
             # without using up its attempts, however long the alarm lasts.
             log.info("job %s: %s; trying again in %g s", job.id, exc, RETRY_SECONDS)
-            self.store.release(job.id, self.owner, RETRY_SECONDS, refund=True)
+            self.store.release(job.id, self.owner, RETRY_SECONDS, unrun=True)
         except (BrokerUnavailable, Overloaded) as exc:
             if job.attempts < MAX_ATTEMPTS:
                 log.info("job %s: %s; trying again in %g s", job.id, exc, RETRY_SECONDS)
@@ -191,6 +215,33 @@ class JobRunner:
             beat.stop()
         log.info("job %s: ended", job.id)
 
+    def _unserved(self, operation: str) -> list[str]:
+        """The queues `operation` needs that no worker consumes (asked of the broker at
+        most every LIVENESS_SECONDS per queue: a passive declare counts the consumers,
+        busy or not)."""
+        needed = ["vad", "asr"] if operation == operations.TRANSCRIBE else [operation.split(".")[0]]
+        away = []
+        for queue in needed:
+            asked, served = self._liveness.get(queue, (-LIVENESS_SECONDS, False))
+            if time.monotonic() - asked >= LIVENESS_SECONDS:
+                served = self._consumed(queue)
+                self._liveness[queue] = (time.monotonic(), served)
+            if not served:
+                away.append(queue)
+        return away
+
+    def _consumed(self, queue: str) -> bool:
+        try:
+            with self.client.app.connection_for_write() as conn:
+                try:
+                    declared = conn.default_channel.queue_declare(queue=queue, passive=True)
+                except conn.channel_errors:  # no such queue: no worker ever served it
+                    return False
+                return bool(declared.consumer_count)
+        except Exception as exc:  # the broker: the call itself will say what is wrong
+            log.info("cannot count the consumers of %s: %s", queue, exc)
+            return True
+
     def _execute(self, job: Job, beat: "_Heartbeat") -> Any:
         options = dict(job.options)
         timeout = options.pop("timeout", None)
@@ -199,7 +250,7 @@ class JobRunner:
             beat.check()
             result = wire.invoke(self.client, job.operation, clips, timeout, options)
             return wire.plain(result, binary=False)
-        path = self.spool / f"job-{job.id}-{self.owner.rsplit(':', 1)[-1]}.audio"
+        path = self.spool / f"{tag('job')}{job.id}.audio"
         try:
             with path.open("wb") as out:
                 for chunk in self.store.audio(job.id, 0):
@@ -229,6 +280,10 @@ class JobRunner:
                     removed = self.store.sweep(self.retention)
                     if removed:
                         log.info("removed %d jobs past their retention", removed)
+                    expired = self.store.expire(self.max_queued)
+                    if expired:
+                        log.info("%d jobs waited queued too long: failed (JobExpired)", expired)
+                    remove_orphans(self.spool)
             except StoreUnavailable as exc:
                 log.warning("job housekeeping: %s", exc)
             self.ended.wait(POLL_SECONDS)

@@ -8,6 +8,13 @@
   audio) only once everything about the request has been checked, and runs on the job
   threads of whichever gateway sharing the store claims it (producer.servers.jobrunner).
 - `GET /v1/jobs/{id}`: state, progress, result or error; `DELETE /v1/jobs/{id}` cancels.
+
+Both uploads count against the gateway's upload budget and the caller's share of it while
+they arrive (producer.servers.forms.UploadBudget), like every other upload. Jobs are
+bounded before anything is stored: per caller (SPEECH_JOBS_PER_CALLER, 429), all
+together (SPEECH_JOBS_MAX, 429) and by the audio the store holds (SPEECH_JOBS_MAX_BYTES,
+507); checked from the Content-Length before the body is read, and again when the job is
+stored.
 """
 
 import asyncio
@@ -30,12 +37,13 @@ from producer import operations, wire
 from producer.catalog import catalog
 from producer.errors import InvalidAudio, InvalidInput, UnknownJob
 from producer.options import check_timeout, clips_for
+from producer.servers.forms import UploadBudget
 from producer.servers.jobrunner import JobRunner
 from producer.servers.jobstore import JobStore
 from producer.servers.spool import MULTIPART_SLACK, Spool, SpooledBody, SpooledForm, too_large
 
 RAW_TYPES = {"", "application/octet-stream"}
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+JOB_ID = re.compile(r"[0-9a-f]{32}")  # used with fullmatch: no trailing newline
 MAX_CALLBACK_CHARS = 2048
 RECORDING_SETTING = "SPEECH_MAX_RECORDING_BYTES"
 PAYLOAD_SETTING = "SPEECH_MAX_PAYLOAD_BYTES"
@@ -57,7 +65,13 @@ class Jobs:
     def store(self) -> JobStore:
         with self._lock:
             if self._store is None:
-                self._store = JobStore(celeryconfig.jobs_db, self.data_dir)
+                self._store = JobStore(
+                    celeryconfig.jobs_db,
+                    self.data_dir,
+                    per_caller=celeryconfig.jobs_per_caller,
+                    most=celeryconfig.jobs_max,
+                    max_bytes=celeryconfig.jobs_max_bytes,
+                )
             return self._store
 
     @property
@@ -74,6 +88,7 @@ class Jobs:
                     retention=celeryconfig.job_retention,
                     secret=celeryconfig.callback_secret,
                     callback_attempts=celeryconfig.callback_attempts,
+                    max_queued=celeryconfig.job_max_queued_seconds,
                 )
             return self._runner
 
@@ -98,8 +113,17 @@ class Jobs:
             self._runner.wake()
 
 
-def install(app: FastAPI, client: Any, *, calls: ThreadPoolExecutor, authorized: Depends) -> Jobs:
-    """Add the routes to `app`, before its `/v1/{algorithm}` route (which would take them)."""
+def install(
+    app: FastAPI,
+    client: Any,
+    *,
+    calls: ThreadPoolExecutor,
+    authorized: Depends,
+    uploads: UploadBudget,
+    caller: Callable[[Request], str],
+) -> Jobs:
+    """Add the routes to `app`, before its `/v1/{algorithm}` route (which would take them);
+    uploads count against `uploads` as `caller(request)`'s."""
     jobs = Jobs(client)
     app.state.jobs = jobs
     most_clips = max(clips_for(name) for name in operations.names())
@@ -116,9 +140,10 @@ def install(app: FastAPI, client: Any, *, calls: ThreadPoolExecutor, authorized:
         try:
             limit = celeryconfig.max_recording_bytes
             check_query = lambda items: operations.parse(operations.TRANSCRIBE, items)  # noqa: E731
-            paths, fields = await _receive(
-                request, spool, limit, RECORDING_SETTING, 1, most_fields, check_query
-            )
+            with uploads.lease(caller(request)) as take:  # while the upload arrives
+                paths, fields = await _receive(
+                    request, spool, limit, RECORDING_SETTING, 1, most_fields, take, check_query
+                )
             options = operations.parse(operations.TRANSCRIBE, fields)
             timeout = _timeout(options.pop("timeout", None))
 
@@ -136,10 +161,19 @@ def install(app: FastAPI, client: Any, *, calls: ThreadPoolExecutor, authorized:
     async def submit(request: Request) -> JSONResponse:
         """Start a job: multipart with `algorithm`, `audio`, its options, optional `callback`."""
         spool = Spool(jobs.spool_dir)
+        who = caller(request)
+        loop = asyncio.get_running_loop()
         try:
             named = [v for k, v in request.query_params.multi_items() if k == "algorithm"]
             limit, setting = _limit(named[0] if named else "")
-            paths, fields = await _receive(request, spool, limit, setting, most_clips, most_fields)
+            length = request.headers.get("content-length", "")
+            announced = int(length) if length.isascii() and length.isdigit() else 0
+            # Over a job limit: refused before the body is read
+            await loop.run_in_executor(None, lambda: jobs.store.admit(who, announced))
+            with uploads.lease(who) as take:  # while the upload arrives
+                paths, fields = await _receive(
+                    request, spool, limit, setting, most_clips, most_fields, take
+                )
             operation, callback, options = _job_request(fields)
             wanted = clips_for(operation)
             if len(paths) != wanted:
@@ -148,9 +182,8 @@ def install(app: FastAPI, client: Any, *, calls: ThreadPoolExecutor, authorized:
             for path in paths:  # refused before anything is stored
                 if path.stat().st_size > most:
                     raise too_large(path.stat().st_size, most, setting)
-            loop = asyncio.get_running_loop()
             job = await loop.run_in_executor(
-                None, lambda: jobs.store.create(operation, options, paths, callback)
+                None, lambda: jobs.store.create(operation, options, paths, callback, who)
             )
         finally:
             spool.close()
@@ -184,9 +217,11 @@ async def _receive(
     setting: str,
     clips: int,
     fields: int,
+    take: Callable[[int], None],
     check_query: Callable[[list[tuple[str, str]]], Any] | None = None,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The uploaded clips (spool files) and the fields of the query and the form."""
+    """The uploaded clips (spool files) and the fields of the query and the form; what
+    arrives is counted by `take` (the upload budget)."""
     ctype = request.headers.get("content-type", "")
     kind = ctype.split(";")[0].strip().lower()
     multipart = kind == "multipart/form-data"
@@ -208,6 +243,7 @@ async def _receive(
     if check_query is not None:
         check_query(query)  # a bad option in the query costs no upload
     async for chunk in request.stream():
+        take(len(chunk))
         reader.feed(chunk)
     reader.finish()
     return list(spool.paths), query + reader.fields
@@ -265,6 +301,6 @@ def _timeout(value: Any) -> float | None:
 
 
 def _job_id(job_id: str) -> str:
-    if not JOB_ID.match(job_id):
+    if not JOB_ID.fullmatch(job_id):
         raise UnknownJob(f"no job {job_id[:40]!r}: job ids are 32 hexadecimal digits")
     return job_id

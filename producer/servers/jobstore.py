@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from producer.errors import StoreUnavailable, UnknownJob
+from producer.servers.joblimits import JobLimits, check_room, expire_queued
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
@@ -49,7 +50,11 @@ _JOBS = """CREATE TABLE IF NOT EXISTS speech_jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     callback_state TEXT,
     callback_attempts INTEGER NOT NULL DEFAULT 0,
-    callback_next DOUBLE PRECISION)"""
+    callback_next DOUBLE PRECISION,
+    caller TEXT,
+    bytes BIGINT NOT NULL DEFAULT 0)"""
+# Columns added since the first stores were made: added to an older store at start.
+_ADDED = (("caller", "TEXT"), ("bytes", "BIGINT NOT NULL DEFAULT 0"))
 _AUDIO = """CREATE TABLE IF NOT EXISTS speech_job_audio (
     job_id TEXT NOT NULL,
     clip INTEGER NOT NULL,
@@ -104,7 +109,16 @@ class Job:
 class JobStore:
     """Jobs in SQLite (`url` "" or "sqlite:///path") or PostgreSQL ("postgresql://...")."""
 
-    def __init__(self, url: str, data_dir: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        data_dir: Path,
+        *,
+        per_caller: int = 2**31,
+        most: int = 2**31,
+        max_bytes: int = 2**62,
+    ) -> None:
+        self.limits = JobLimits(per_caller, most, max_bytes)
         self.postgres = url.startswith(("postgresql://", "postgres://"))
         if self.postgres:
             self.url = url
@@ -117,6 +131,11 @@ class JobStore:
             cur.execute(_JOBS)
             cur.execute(_AUDIO.format(blob="BYTEA" if self.postgres else "BLOB"))
             cur.execute(_INDEX)
+            cur.execute("SELECT * FROM speech_jobs WHERE 1 = 0")
+            have = {column[0] for column in cur.cur.description}
+            for name, kind in _ADDED:
+                if name not in have:
+                    cur.execute(f"ALTER TABLE speech_jobs ADD COLUMN {name} {kind}")
 
     # --- connections --------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -167,15 +186,20 @@ class JobStore:
         options: dict[str, Any],
         clips: list[Path],
         callback: str | None = None,
+        caller: str = "",
     ) -> Job:
-        """A queued job holding the audio in `clips` (files), all in one transaction."""
+        """A queued job holding the audio in `clips` (files), all in one transaction;
+        TooManyRequests or StorageFull (and nothing stored) past the store's limits."""
         job_id = uuid.uuid4().hex
+        size = sum(path.stat().st_size for path in clips)
         with self._tx() as cur:
+            check_room(cur, self.limits, caller, size)
             cur.execute(
                 "INSERT INTO speech_jobs (id, operation, options, clips, state, callback,"
-                " created) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-                (job_id, operation, json.dumps(options), len(clips), callback, time.time()),
-            )
+                " created, caller, bytes) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (job_id, operation, json.dumps(options), len(clips), callback, time.time(),
+                 caller, size),
+            )  # fmt: skip
             for clip, path in enumerate(clips):
                 with path.open("rb") as audio:
                     for seq, chunk in enumerate(iter(lambda a=audio: a.read(CHUNK_BYTES), b"")):
@@ -186,6 +210,17 @@ class JobStore:
                         )
         return self.get(job_id)
 
+    def admit(self, caller: str, size: int) -> None:
+        """Raise TooManyRequests or StorageFull if a job of `size` bytes by `caller` would
+        pass the store's limits now (checked again when it is stored)."""
+        with self._tx() as cur:
+            check_room(cur, self.limits, caller, size)
+
+    def expire(self, max_queued: float) -> int:
+        """End failed (JobExpired) the jobs queued for more than `max_queued` seconds."""
+        with self._tx() as cur:
+            return expire_queued(cur, max_queued)
+
     def get(self, job_id: str) -> Job:
         with self._tx() as cur:
             cur.execute(f"SELECT {_COLUMNS} FROM speech_jobs WHERE id = ?", (job_id,))
@@ -195,12 +230,15 @@ class JobStore:
         return _job(row)
 
     def claim(self, owner: str, lease: float) -> Job | None:
-        """The oldest job to run, now `owner`'s: a queued one, or a running one whose
-        gateway stopped renewing its lease."""
+        """The job to run next, now `owner`'s: a queued one, or a running one whose gateway
+        stopped renewing its lease. Fair across callers: the oldest job of the callers
+        with the fewest jobs running, so one caller's backlog never queues the others."""
         now = time.time()
         pick = (
-            "SELECT id FROM speech_jobs WHERE (state = 'queued' OR state = 'running')"
-            " AND (lease_until IS NULL OR lease_until < ?) ORDER BY created LIMIT 1"
+            "SELECT id FROM speech_jobs j WHERE (state = 'queued' OR state = 'running')"
+            " AND (lease_until IS NULL OR lease_until < ?) ORDER BY (SELECT COUNT(*) FROM"
+            " speech_jobs r WHERE r.state = 'running' AND r.lease_until >= ? AND"
+            " COALESCE(r.caller, '') = COALESCE(j.caller, '')), created LIMIT 1"
         )
         if self.postgres:
             pick += " FOR UPDATE SKIP LOCKED"  # two gateways never claim the same job
@@ -209,7 +247,7 @@ class JobStore:
                 "UPDATE speech_jobs SET state = 'running', owner = ?, lease_until = ?,"
                 " started = COALESCE(started, ?), attempts = attempts + 1"
                 f" WHERE id = ({pick}) RETURNING {_COLUMNS}",
-                (owner, now + lease, now, now),
+                (owner, now + lease, now, now, now),
             )
             row = cur.fetchone()
         return None if row is None else _job(row)
@@ -251,14 +289,14 @@ class JobStore:
                 cur.execute("DELETE FROM speech_job_audio WHERE job_id = ?", (job_id,))
         return ended
 
-    def release(self, job_id: str, owner: str, delay: float, *, refund: bool = False) -> bool:
+    def release(self, job_id: str, owner: str, delay: float, unrun: bool = False) -> bool:
         """Give `owner`'s job back to the queue, to be claimed again after `delay` seconds;
-        `refund`: the attempt does not count (the broker, not the job, was at fault)."""
+        `unrun`: it was not attempted (its workers were away), so the attempt is not counted."""
         with self._tx() as cur:
             cur.execute(
                 "UPDATE speech_jobs SET state = 'queued', owner = NULL, lease_until = ?,"
                 " attempts = attempts - ? WHERE id = ? AND owner = ? AND state = 'running'",
-                (time.time() + delay, int(refund), job_id, owner),
+                (time.time() + delay, int(unrun), job_id, owner),
             )
             return bool(cur.rowcount == 1)
 

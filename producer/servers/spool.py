@@ -5,9 +5,15 @@ of WAV), so their audio goes to a temporary file as it arrives; the count, the f
 checks and the field rules are those of producer.servers.forms, and the first byte past
 the limit refuses the upload and removes its file. Fields (options, `algorithm`,
 `callback`) stay in memory: they are small and counted.
+
+Each file's name says which process made it (`upload@<host>@<pid>@...`): a gateway
+removes, at start and at each sweep, the files of its host whose process is gone (killed
+mid-upload or mid-job), and leaves those of live gateways sharing the folder alone.
 """
 
+import contextlib
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -21,6 +27,34 @@ def too_large(size: int, max_bytes: int, setting: str, at_least: bool = False) -
     return PayloadTooLarge(f"request is {more}{size} bytes, the maximum is {max_bytes} ({setting})")
 
 
+def tag(kind: str) -> str:
+    """The start of a spool file's name: `kind`, this host and this process."""
+    return f"{kind}@{socket.gethostname()}@{os.getpid()}@"
+
+
+def remove_orphans(folder: Path) -> int:
+    """Remove the spool files of this host's processes that no longer run; how many."""
+    removed, host = 0, socket.gethostname()
+    for path in folder.glob("*@*@*@*"):
+        _, made_on, pid, _ = path.name.split("@", 3)
+        if made_on != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 class Spool:
     """Temporary files in `folder`, removed by close() (or by whoever takes them over)."""
 
@@ -30,7 +64,7 @@ class Spool:
         self.paths: list[Path] = []
 
     def new(self) -> IO[bytes]:
-        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".audio", dir=self.folder)
+        fd, name = tempfile.mkstemp(prefix=tag("upload"), suffix=".audio", dir=self.folder)
         self.paths.append(Path(name))
         return os.fdopen(fd, "wb")
 
@@ -134,4 +168,12 @@ class SpooledForm(FormReader):
         self._part = None
 
 
-__all__ = ["MULTIPART_SLACK", "Spool", "SpooledBody", "SpooledForm", "too_large"]
+__all__ = [
+    "MULTIPART_SLACK",
+    "Spool",
+    "SpooledBody",
+    "SpooledForm",
+    "remove_orphans",
+    "tag",
+    "too_large",
+]

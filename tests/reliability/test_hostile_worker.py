@@ -5,6 +5,7 @@ answers a normal call right after."""
 
 import io
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pika
 import pytest
 import soundfile as sf
+from celery import Celery
 
 import celeryconfig
 from producer import CallTimeout, Client, InvalidAudio, InvalidOptions
@@ -223,3 +225,74 @@ def test_a_request_that_expired_unrun_is_call_timeout(client: Client) -> None:
     finally:
         client.app.now = real_now
     _answers_normally(client)
+
+
+def _dead_letters(vhost: Vhost) -> list[tuple[dict, str]]:
+    """Take every message off the dead-letter queue: (headers, first death reason)."""
+    conn = pika.BlockingConnection(pika.URLParameters(vhost.url))
+    try:
+        channel, taken = conn.channel(), []
+        while True:
+            method, props, _ = channel.basic_get(celeryconfig.DEAD_LETTER_NAME, auto_ack=True)
+            if method is None:
+                return taken
+            taken.append((props.headers, props.headers.get("x-first-death-reason")))
+    finally:
+        conn.close()
+
+
+def _wait_dead(vhost: Vhost, count: int, timeout: float = 30.0) -> None:
+    dead = celeryconfig.DEAD_LETTER_NAME
+    deadline = time.monotonic() + timeout
+    while vhost.queues().get(dead, 0) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_celery_builtins_and_onward_messages_run_nowhere(
+    hostile_vhost: Vhost, worker: Worker, client: Client
+) -> None:
+    dead = celeryconfig.DEAD_LETTER_NAME
+    _dead_letters(hostile_vhost)  # start empty
+    builtins = sorted(name for name in Celery("probe").tasks if name.startswith("celery."))
+    assert "celery.chord_unlock" in builtins and "celery.starmap" in builtins
+    ping = client.app.signature("speech.ping", args=["looped"]).set(queue="asr")
+    features = client.app.signature("speech.features").set(queue="asr")
+    onward = client.app.signature("speech.anything.i.like")
+    onward.options.update(exchange="", routing_key=dead)
+    # Given every Celery built-in sent to each served queue, with the issue's payloads
+    # (a chord_unlock that retried for ever; a starmap running features from asr; a
+    # chord_unlock publishing what its caller names into speech.dead)
+    unlock = {"result": [[str(uuid.UUID(int=0)), None]], "interval": 60}
+    payloads: dict[str, tuple[list, dict]] = {
+        "celery.chord_unlock": (["g-1", dict(ping)], unlock),
+        "celery.starmap": ([dict(features), [[FOX]]], {}),
+    }
+    sent = {}
+    for queue in ("asr", "features"):
+        for name in builtins:
+            args, kwargs = payloads.get(name, ([], {}))
+            sent[client.app.send_task(name, args, kwargs, queue=queue).id] = name
+        relay = client.app.send_task(
+            "celery.chord_unlock", ["g-2", dict(onward)], {"result": []}, queue=queue
+        )
+        sent[relay.id] = "celery.chord_unlock"
+    # And pings asking for a callback, an errback and a chain that publish onward
+    for embed in ({"link": onward}, {"link_error": onward}, {"chain": [dict(onward)]}):
+        result = client.app.send_task("speech.ping", ["x"], queue="asr", **embed)
+        sent[result.id] = "speech.ping"
+    # Then each one is dead-lettered, once, unrun: nothing loops and nothing is relayed
+    _wait_dead(hostile_vhost, len(sent))
+    time.sleep(3)  # a looping chord_unlock would add a message (or a run) per retry
+    taken = _dead_letters(hostile_vhost)
+    assert sorted(headers["id"] for headers, _ in taken) == sorted(sent)
+    assert {reason for _, reason in taken} == {"rejected"}
+    assert all(headers["task"] != "speech.anything.i.like" for headers, _ in taken)
+    assert hostile_vhost.queues()["asr"] == 0 and hostile_vhost.queues()["features"] == 0
+    log = worker.log()
+    for task_id in sent:
+        assert f"{task_id}] succeeded" not in log and f"{task_id}] received" not in log
+    assert "workers send nothing onward" in log and "Task celery." not in log
+    # And the worker serves on
+    assert client.ping("asr")["echo"] is None
+    _answers_normally(client)
+    record("celery_builtins", builtins=len(builtins), messages=len(sent), runs=0)

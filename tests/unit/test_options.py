@@ -7,7 +7,13 @@ import pytest
 import celeryconfig
 from producer.algorithms import resolve
 from producer.catalog import catalog
-from producer.errors import InvalidInput, InvalidOptions, Overloaded, PayloadTooLarge
+from producer.errors import (
+    InvalidInput,
+    InvalidOptions,
+    Overloaded,
+    PayloadTooLarge,
+    TooManyRequests,
+)
 from producer.options import clips_for, parse_options
 from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget
 
@@ -160,3 +166,15 @@ def test_the_upload_budget_is_shared_and_given_back() -> None:
             second(40)
         assert budget.held == 60
     assert budget.held == 0
+
+
+def test_one_caller_holds_at_most_its_share_of_the_upload_budget() -> None:
+    budget = UploadBudget(100, share=50)
+    with budget.lease("stalled") as stalled, budget.lease("stalled") as again:
+        stalled(30)
+        with pytest.raises(TooManyRequests, match="holds 30 bytes .* its share is 50"):
+            again(21)
+        with budget.lease("other") as other:
+            other(50)  # the rest of the budget stays for the others
+            assert budget.by_caller == {"stalled": 30, "other": 50}
+    assert budget.held == 0 and budget.by_caller == {}
