@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from amqp.exceptions import ConnectionError as AMQPConnectionError
-from amqp.exceptions import MessageNacked
+from amqp.exceptions import MessageNacked, NotFound
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu import Producer, Queue
@@ -403,18 +403,31 @@ class Client:
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
 
-    def _backlog(self, queue: str) -> int:
-        """Messages waiting in `queue`, or -1 when the broker cannot say right now."""
+    def queue_state(self, queue: str) -> tuple[int, int] | None:
+        """(messages waiting, consumers) of `queue`, None if the broker has no such queue;
+        asked within the connect timeout (BrokerUnavailable, CallTimeout otherwise)."""
 
-        def depth(conn: Any) -> int:
-            with conn.channel() as channel:
-                return int(channel.queue_declare(queue, passive=True).message_count)
+        def declare(conn: Any) -> tuple[int, int] | None:
+            try:
+                with conn.channel() as channel:
+                    ok = channel.queue_declare(queue, passive=True)
+                    return int(ok.message_count), int(ok.consumer_count)
+            except NotFound:
+                return None
 
         deadline = time.monotonic() + self.app.conf.broker_connection_timeout
         try:
-            return int(self.publisher.run(depth, deadline))
+            return self.publisher.run(declare, deadline)  # type: ignore[no-any-return]
+        except (OSError, AMQPConnectionError) as exc:
+            raise CallTimeout(f"RabbitMQ did not say how {queue!r} stands: {exc!r}") from None
+
+    def _backlog(self, queue: str) -> int:
+        """Messages waiting in `queue`, or -1 when the broker cannot say right now."""
+        try:
+            state = self.queue_state(queue)
         except Exception:  # no leader, no node: "not known to be full"
             return -1
+        return -1 if state is None else state[0]
 
     def _declare_topology(self, by: float | None = None) -> None:
         """Declare the queues once per Client, by the deadline `by` if one is given."""

@@ -232,12 +232,9 @@ class JobRunner:
 
     def _consumed(self, queue: str) -> bool:
         try:
-            with self.client.app.connection_for_write() as conn:
-                try:
-                    declared = conn.default_channel.queue_declare(queue=queue, passive=True)
-                except conn.channel_errors:  # no such queue: no worker ever served it
-                    return False
-                return bool(declared.consumer_count)
+            state = self.client.queue_state(queue)  # bounded, even by a hung node
+            # no such queue: no worker ever served it
+            return state is not None and state[1] > 0
         except Exception as exc:  # the broker: the call itself will say what is wrong
             log.info("cannot count the consumers of %s: %s", queue, exc)
             return True
