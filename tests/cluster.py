@@ -10,7 +10,10 @@ here can reach `rabbit@localhost`.
     python -m tests.cluster down
 
 The nodes form the cluster by themselves on first boot (classic config peer discovery), so
-all three start at once; a restarted node rejoins from its own data.
+all three start at once; a restarted node rejoins from its own data. They run with the
+settings shipped in docker/rabbitmq-cluster.conf (partition handling, net_ticktime), read
+from that file, so the fault tests prove what is shipped. tests/netcluster.py puts each node
+in a network namespace of its own, for real partitions.
 """
 
 import argparse
@@ -29,9 +32,21 @@ from urllib.parse import quote
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path("/usr/lib/rabbitmq/bin")
 BASE = REPO / ".cluster"
-# Seconds between inter-node ticks: a node cut off is noticed after about this long
-# (the default, 60, would make a partition test wait minutes).
-NET_TICKTIME = 5
+# The settings the project ships for clusters (docker-compose.cluster.yml mounts this file):
+# the test nodes run with the same ones, so what the tests prove is what is shipped.
+SHIPPED_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
+
+
+def shipped_settings(path: Path = SHIPPED_CONF) -> dict[str, str]:
+    """The `key = value` settings of the shipped cluster config, less peer discovery (its
+    node names are the compose services'; each test cluster lists its own nodes)."""
+    settings: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("cluster_formation."):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    return settings
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -49,14 +64,17 @@ class Node:
     def __init__(self, cluster: "Cluster", index: int, port: int, dist_port: int) -> None:
         self.cluster, self.index = cluster, index
         self.port, self.dist_port = port, dist_port
+        self.host = cluster.host  # where clients reach its AMQP listener
         self.name = f"speech-{cluster.tag}-{index}@localhost"
+        # what the server and CLI commands are run through (a network namespace's `ip netns exec`)
+        self.exec_prefix: list[str] = []
         self.dir = cluster.dir / f"node{index}"
         self.pid_file = self.dir / "rabbit.pid"
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- addresses --------------------------------------------------------------------------
     def url(self, vhost: str = "/") -> str:
-        return f"amqp://guest:guest@{self.cluster.host}:{self.port}/{quote(vhost, safe='')}"
+        return f"amqp://guest:guest@{self.host}:{self.port}/{quote(vhost, safe='')}"
 
     # -- process ----------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -85,13 +103,20 @@ class Node:
         )
         (self.dir / "rabbitmq-env.conf").write_text("")
         (self.dir / "enabled_plugins").write_text("[].\n")
+        settings = {**shipped_settings(), **self.cluster.settings}
+        if settings.get("cluster_partition_handling") == "pause_if_all_down":
+            # "pause when no peer answers": each node lists the others, as the shipped
+            # docker/rabbitmq-cluster-peers/<node>.conf do for the compose nodes
+            peer_key = "cluster_partition_handling.pause_if_all_down.nodes"
+            for n in self.cluster.nodes:
+                if n is not self:
+                    settings[f"{peer_key}.{n.index}"] = n.name
         (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = {self.cluster.host}:{self.port}\n"
+            f"listeners.tcp.1 = {self.host}:{self.port}\n"
             # guest may connect from other (namespace) hosts: these nodes are test-only
             "loopback_users = none\n"
-            "cluster_partition_handling = pause_minority\n"
-            f"net_ticktime = {NET_TICKTIME}\n"
-            "cluster_formation.peer_discovery_backend = classic_config\n"
+            + "".join(f"{key} = {value}\n" for key, value in settings.items())
+            + "cluster_formation.peer_discovery_backend = classic_config\n"
             f"{peers}\n"
         )
 
@@ -100,7 +125,7 @@ class Node:
         self.write_config()
         log = (self.dir / "server.out").open("ab")
         self._proc = subprocess.Popen(
-            [str(BIN / "rabbitmq-server")],
+            [*self.exec_prefix, str(BIN / "rabbitmq-server")],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
@@ -131,6 +156,21 @@ class Node:
             _wait(lambda: not self.alive(), 30, f"{self.name} to die")
         self._reap()
 
+    def hang(self) -> None:
+        """SIGSTOP the VM: a frozen node (stalled disk, VM pause). Its sockets stay open and
+        nothing answers; peers notice only by their own timeouts."""
+        pid = self.pid()
+        if pid is None:
+            raise RuntimeError(f"{self.name} is not running")
+        os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: the frozen VM runs on from where it stopped."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """A clean shutdown (what an operator's restart does)."""
         if self.alive():
@@ -152,7 +192,7 @@ class Node:
         self, *args: str, timeout: float = 60, check: bool = True, tool: str = "rabbitmqctl"
     ) -> str:
         done = subprocess.run(
-            [str(BIN / tool), "-q", "-n", self.name, *args],
+            [*self.exec_prefix, str(BIN / tool), "-q", "-n", self.name, *args],
             env=self.env(), capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         if check and done.returncode != 0:
@@ -169,7 +209,7 @@ class Node:
         return True
 
     def __repr__(self) -> str:
-        return f"Node({self.name}, {self.cluster.host}:{self.port})"
+        return f"Node({self.name}, {self.host}:{self.port})"
 
 
 class Cluster:
@@ -178,13 +218,22 @@ class Cluster:
     `host` is the address the nodes listen on for AMQP (a network namespace test gives its
     bridge's address); Erlang distribution stays on localhost."""
 
-    def __init__(self, size: int = 3, *, tag: str | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        tag: str | None = None,
+        host: str = "127.0.0.1",
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.size, self.host = size, host
+        # overrides of the shipped settings, for experiments only
+        self.settings = settings or {}
         self.tag = tag or f"c{size}-{secrets.token_hex(2)}"
         self.dir = BASE / self.tag
         self.nodes: list[Node] = []
 
-    def _ports(self, start: int) -> None:
+    def _make_nodes(self, start: int) -> None:
         """Pick 2*size free ports (AMQP and distribution) at or above `start`."""
         port = start
         for index in range(1, self.size + 1):
@@ -214,14 +263,18 @@ class Cluster:
         cookie = home / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(20))
         cookie.chmod(0o400)
-        self._ports(first_port)
+        self._make_nodes(first_port)
         (self.dir / "cluster.json").write_text(
             json.dumps({"host": self.host, "ports": [n.port for n in self.nodes]})
         )
-        for node in self.nodes:
-            node.start()
-        for node in self.nodes:
-            self.wait_running(node, timeout)
+        try:
+            for node in self.nodes:
+                node.start()
+            for node in self.nodes:
+                self.wait_running(node, timeout)
+        except BaseException:
+            self.stop(remove=False)  # no node left behind; its logs stay for the failure
+            raise
         return self
 
     @classmethod
@@ -235,6 +288,7 @@ class Cluster:
 
     def stop(self, *, remove: bool = True) -> None:
         for node in reversed(self.nodes):
+            node.resume()  # a hung node could not answer `stop`
             try:
                 node.stop()
             except (RuntimeError, subprocess.TimeoutExpired):
