@@ -141,10 +141,10 @@ def test_a_node_that_hangs_is_left_within_seconds(cluster: Cluster, vhost: str, 
     finally:
         for worker in workers:
             worker.stop()
-        for node in cluster.nodes:
-            if not node.running():
+        for node in cluster.nodes:  # a node autoheal left stopped is started again
+            if not node.alive():
                 node.start()
-                cluster.wait_running(node)
+            cluster.wait_running(node)
 
 
 def _alarm(cluster: Cluster, kind: str, on: bool) -> None:
