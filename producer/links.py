@@ -76,16 +76,17 @@ class Nodes:
     def subscribe(self, listener: Callable[[str], None]) -> None:
         self._listeners.append(listener)
 
-    def leave(self, url: str, why: object) -> None:
+    def leave(self, url: str, why: object, *, quiet: bool = False) -> None:
+        """Move `url` to the back of the list; `quiet`: a refused connection, logged at
+        INFO (the caller's error, if every node refuses, says it all)."""
         with self._lock:
             if url not in self._urls:
                 return
             self._urls.remove(url)
             self._urls.append(url)
             self.left += 1
-            others = len(self._urls) > 1
-        # with one node there is nowhere else to go: the caller's error says it all
-        log.log(logging.WARNING if others else logging.DEBUG, "leaving RabbitMQ node %s: %s",
+            loud = len(self._urls) > 1 and not quiet
+        log.log(logging.WARNING if loud else logging.INFO, "leaving RabbitMQ node %s: %s",
                 safe_url(url), why)  # fmt: skip
         for listener in self._listeners:
             listener(url)
@@ -304,9 +305,13 @@ class Publisher:
             try:
                 return Link(url, deadline, self.connect_timeout, self.ssl)
             except (OSError, AMQPError) as exc:
-                errors.append(f"{safe_url(url)}: {exc!r}")
-                self.nodes.leave(url, exc)
-        raise BrokerUnavailable(f"cannot reach RabbitMQ: {'; '.join(errors) or 'no time left'}")
+                errors.append(f"{safe_url(url)} ({exc})")
+                self.nodes.leave(url, exc, quiet=isinstance(exc, ConnectionRefusedError))
+        if not errors:
+            raise BrokerUnavailable("cannot reach RabbitMQ before the call's deadline")
+        raise BrokerUnavailable(
+            f"cannot reach RabbitMQ at {', '.join(errors)}: check CELERY_BROKER_URL and the network"
+        )
 
     def _give(self, link: Link) -> None:
         with self._lock:

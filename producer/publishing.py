@@ -46,7 +46,9 @@ class LeanAMQP(AMQP):  # type: ignore[misc]
             lean = (
                 publisher is not None
                 and sent_event is None
-                and not options.get("declare")
+                # declare=[]: the caller declared its queues (the Client does, once); a
+                # plain send_task lets Celery declare the queue it names
+                and options.get("declare") == []
                 and isinstance(queue, Queue)
                 and (queue.exchange is None or queue.exchange.type == "direct")
                 and options.keys() <= LEAN_OPTIONS

@@ -17,13 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kombu.exceptions import OperationalError
-
 import celeryconfig
 from producer import brokers
-from producer.brokers import MANAGEMENT_PORT, broker_urls, safe_url
+from producer.brokers import MANAGEMENT_PORT
 from producer.client import Client
-from producer.errors import BrokerUnavailable, InvalidInput, SpeechError
+from producer.errors import BrokerUnavailable, CallTimeout, InvalidInput, SpeechError
 
 MANAGEMENT_TIMEOUT = 2.0  # seconds: the extras must never make `status` slow
 INSPECT_TIMEOUT = 1.0  # seconds: workers answer a broadcast in milliseconds
@@ -103,41 +101,17 @@ def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0
 
 
 def _declare_passive(client: Client, rows: dict[str, QueueStatus]) -> str:
-    """Fill in backlog and consumers from the first node that answers; return its URL."""
-    conn = _connect(client)
-    try:
-        for name, row in rows.items():
-            channel = conn.channel()
-            try:
-                _, row.backlog, row.consumers = channel.queue_declare(name, passive=True)
-                row.exists = True
-            except conn.channel_errors:  # 404 NOT_FOUND closes the channel
-                row.exists = False
-            finally:
-                if channel.is_open:
-                    channel.close()
-    except (OperationalError, *conn.connection_errors) as exc:
-        raise BrokerUnavailable(f"lost RabbitMQ at {safe_url(conn.as_uri(True))}: {exc}") from exc
-    finally:
-        conn.release()
-    return str(conn.as_uri(include_password=True))
-
-
-def _connect(client: Client) -> Any:
-    """A kombu connection to the first broker node that answers, tried in list order."""
-    conf = client.app.conf
-    failures = []
-    for url in broker_urls(conf.broker_read_url or conf.broker_url):
-        conn = client.app.connection_for_read(url=url)
+    """Fill in backlog and consumers from the first node that answers (asked on the
+    Client's links: bounded in time, off a node that hangs); return that node's URL."""
+    for name, row in rows.items():
         try:
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
-            return conn
-        except (OperationalError, *conn.connection_errors) as exc:
-            failures.append(f"{safe_url(url)} ({exc})")
-            conn.release()
-    raise BrokerUnavailable(
-        f"cannot reach RabbitMQ at {', '.join(failures)}: check CELERY_BROKER_URL and the network"
-    )
+            state = client.queue_state(name)
+        except CallTimeout as exc:
+            raise BrokerUnavailable(f"RabbitMQ does not answer: {exc}") from None
+        row.exists = state is not None
+        if state is not None:
+            row.backlog, row.consumers = state
+    return client.nodes.preferred()[0]
 
 
 def _consumers_by_queue(client: Client) -> dict[str, list[str]]:
