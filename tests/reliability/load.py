@@ -6,8 +6,10 @@ failed (by error type), hung (past their timeout), lost (timed out although the 
 had the whole timeout to answer) and the longest gap in service.
 """
 
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +118,19 @@ class Load:
                 return min(done) - after
             time.sleep(0.1)
         since = Counter(c.outcome for c in list(self.calls) if c.started >= after)
-        raise AssertionError(f"no call succeeded within {timeout} s: {dict(since)}")
+        raise AssertionError(
+            f"no call succeeded within {timeout} s: {dict(since)}; where the load threads"
+            f" are:\n{self._stacks()}"
+        )
+
+    def _stacks(self) -> str:
+        """Each load thread's stack, innermost frames last (what a stuck test must say)."""
+        frames = sys._current_frames()
+        return "\n".join(
+            f"{t.name} (alive: {t.is_alive()}):\n"
+            + "".join(traceback.format_stack(frames[t.ident])[-8:] if t.ident in frames else [])
+            for t in self._workers
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
