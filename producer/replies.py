@@ -226,6 +226,9 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
     def _consume(self, conn: Any) -> None:
         name = f"{REPLY_QUEUE_PREFIX}{uuid.uuid4()}"
         queue = Queue(name, exclusive=True, auto_delete=True, durable=False)
+        # Setting up (channel, declare, consume) ends within the connect timeout, even on a
+        # node that hangs or waits for one that does
+        conn.connection.transport.sock.settimeout(self.app.conf.broker_connection_timeout)
         channel = conn.channel()
         consumer = Consumer(
             channel, queues=[queue], no_ack=True, accept=self.accept, on_message=self._on_reply
