@@ -94,6 +94,7 @@ class Client:
         # Celery acquires a producer for every call; the lean path never connects it, so
         # one idle producer serves every thread (no pool to wait for).
         self._producer = Producer(self.app.connection_for_write(), auto_declare=False)
+        self._producer.shared_idle = True  # producer.publishing never publishes on it
         # One reply backend for all threads: its reply queue outlives no connection.
         self.app.conf.result_backend = f"{ReplyBackend.__module__}:{ReplyBackend.__name__}"
         self.app.conf.result_backend_thread_safe = True

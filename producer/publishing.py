@@ -31,6 +31,20 @@ LEAN_OPTIONS = frozenset(
 PERSISTENT = 2
 
 
+def _understood(key: str, value: Any, queue: Queue, serializer: str) -> bool:
+    """Whether the lean path sends what Celery would for this option. A task registered
+    in the app (e.g. `tasks` imported beside a Client) adds its defaults to every call."""
+    if key in LEAN_OPTIONS or value is None:
+        return True
+    exchange = queue.exchange.name if queue.exchange is not None else ""
+    return (
+        (key == "serializer" and value == serializer)
+        or (key == "delivery_mode" and value in (PERSISTENT, "persistent"))
+        or (key == "routing_key" and value == queue.name)
+        or (key == "exchange" and value in ("", exchange))
+    )
+
+
 class LeanAMQP(AMQP):  # type: ignore[misc]
     """Celery's AMQP helper with a shorter publish for direct-routed, pre-declared queues,
     through the app's `publisher` (producer.links.Publisher) when it has one."""
@@ -51,8 +65,13 @@ class LeanAMQP(AMQP):  # type: ignore[misc]
                 and options.get("declare") == []
                 and isinstance(queue, Queue)
                 and (queue.exchange is None or queue.exchange.type == "direct")
-                and options.keys() <= LEAN_OPTIONS
+                and all(_understood(k, v, queue, serializer) for k, v in options.items())
             )
+            if not lean and getattr(producer, "shared_idle", False):
+                # the Client's one idle producer is no place for a real publish: threads
+                # would share its connection; Celery's path gets one of its own
+                with self.app.producer_pool.acquire(block=True) as own:
+                    return full(own, name, message, **options)
             if not lean:
                 return full(producer, name, message, **options)
             content_type, encoding, data = dumps(body, serializer=serializer)

@@ -124,6 +124,26 @@ def test_the_lean_publish_sends_the_message_celery_would(
     assert lean["properties"]["content_type"] == "application/x-msgpack"
 
 
+def test_calls_take_the_lean_path_also_beside_the_registered_tasks(
+    own_vhost: Vhost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a process that also imported the workers' tasks: they add their own defaults
+    # (serializer, ...) to every call of the same name
+    import tasks  # noqa: F401
+
+    serialised: list[object] = []
+    monkeypatch.setattr(
+        publishing, "dumps", lambda body, **kw: serialised.append(body) or dumps(body, **kw)
+    )
+    with Client(own_vhost.url) as client:
+        assert client.app.tasks.get("speech.asr") is not None
+        # When the Client calls asr (nobody serves it in this vhost)
+        with pytest.raises(CallTimeout):
+            client.asr(b"RIFF", timeout=0.5)
+    # Then the request still went the short way (bounded by the call's deadline)
+    assert len(serialised) == 1
+
+
 def _take(url: str, queue: str) -> dict[str, Any]:
     """The next message in `queue`, as the broker holds it."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
