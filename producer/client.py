@@ -89,6 +89,7 @@ class Client:
             connect_timeout=conf.broker_connection_timeout,
             patience=celeryconfig.node_patience,
             ssl=conf.broker_use_ssl,
+            max_links=conf.broker_pool_limit or 10,
         )
         self.app.publisher = self.publisher
         # Celery acquires a producer for every call; the lean path never connects it, so
@@ -419,8 +420,8 @@ class Client:
         deadline = time.monotonic() + self.app.conf.broker_connection_timeout
         try:
             return self.publisher.run(declare, deadline)  # type: ignore[no-any-return]
-        except (OSError, AMQPConnectionError) as exc:
-            raise CallTimeout(f"RabbitMQ did not say how {queue!r} stands: {exc!r}") from None
+        except (OSError, AMQPConnectionError, PublishLate) as exc:
+            raise CallTimeout(f"RabbitMQ did not say how {queue!r} stands: {exc}") from None
 
     def _backlog(self, queue: str) -> int:
         """Messages waiting in `queue`, or -1 when the broker cannot say right now."""
@@ -449,7 +450,7 @@ class Client:
                 try:
                     self.publisher.run(declare, min(deadline, time.monotonic() + wait))
                     break
-                except (OSError, AMQPConnectionError) as exc:
+                except (OSError, AMQPConnectionError, PublishLate) as exc:
                     if time.monotonic() >= deadline:
                         raise BrokerUnavailable(
                             f"cannot declare the queues on RabbitMQ at {self._where()}: {exc}"

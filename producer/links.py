@@ -29,7 +29,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import amqp
@@ -101,9 +101,19 @@ class _Connection(pyamqp.Connection):  # type: ignore[misc]
         spec.Connection.Blocked: spec.method(spec.Connection.Blocked, "s"),
     }
 
+    handshake_deadline: float | None = None
+
     def _on_blocked(self, reason: str = "") -> None:
         if self.on_blocked:
             self.on_blocked(reason or "no reason given")
+
+    def drain_events(self, timeout: float | None = None) -> None:
+        # py-amqp gives each frame of the handshake the whole connect timeout: the
+        # handshake as a whole must end by the caller's deadline
+        if not self._handshake_complete and self.handshake_deadline is not None:
+            left = max(0.01, self.handshake_deadline - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        super().drain_events(timeout=timeout)
 
 
 class Link:
@@ -129,6 +139,7 @@ class Link:
             on_blocked=self._on_blocked,
             on_unblocked=self._on_unblocked,
         )
+        self.conn.handshake_deadline = deadline
         try:
             self.conn.connect()
             self._bound(deadline)
@@ -226,10 +237,17 @@ class Link:
 class Publisher:
     """Links to the broker's nodes, shared by the Client's threads."""
 
-    def __init__(self, nodes: Nodes, *, connect_timeout: float, patience: float, ssl: Any = None):
+    def __init__(
+        self, nodes: Nodes, *, connect_timeout: float, patience: float, ssl: Any = None,
+        max_links: int = 10,
+    ) -> None:  # fmt: skip
         self.nodes, self.connect_timeout, self.patience, self.ssl = (
             nodes, connect_timeout, patience, ssl,
         )  # fmt: skip
+        # Links in use at once, all threads together (Celery's broker_pool_limit): a burst
+        # of callers waits its turn within its deadline instead of opening a connection
+        # each, and a full queue overshoots its bound by at most one publish per link.
+        self._slots = threading.BoundedSemaphore(max_links)
         self._idle: list[Link] = []
         self._lock = threading.Lock()
         self._blocked: Link | None = None
@@ -243,6 +261,10 @@ class Publisher:
         """Publish once confirmed, moving to another node if this one stops answering.
 
         Raises BrokerBlocked, BrokerUnavailable, PublishLate or MessageNacked."""
+        with self._slot(deadline):
+            self._publish(message, routing_key, deadline)
+
+    def _publish(self, message: amqp.Message, routing_key: str, deadline: float) -> None:
         while True:
             self._check_blocked()
             link = self._take(deadline)
@@ -269,6 +291,10 @@ class Publisher:
     def run(self, operation: Callable[[amqp.Connection], Any], deadline: float) -> Any:
         """`operation(connection)` on a link (declarations, passive checks), bounded by
         `deadline`; the link is dropped if anything goes wrong."""
+        with self._slot(deadline):
+            return self._run(operation, deadline)
+
+    def _run(self, operation: Callable[[amqp.Connection], Any], deadline: float) -> Any:
         link = self._take(deadline)
         try:
             link._bound(deadline)
@@ -294,6 +320,15 @@ class Publisher:
             link.close()
 
     # --- links ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _slot(self, deadline: float) -> Iterator[None]:
+        if not self._slots.acquire(timeout=_left(deadline)):
+            raise PublishLate("every link to RabbitMQ was busy until the call's deadline")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
     def _take(self, deadline: float) -> Link:
         with self._lock:
             if self._idle:

@@ -104,7 +104,10 @@ class Node:
         (self.dir / "rabbitmq-env.conf").write_text("")
         (self.dir / "enabled_plugins").write_text("[].\n")
         settings = {**shipped_settings(), **self.cluster.settings}
-        if settings.get("cluster_partition_handling") == "pause_if_all_down":
+        if self.cluster.size == 1:
+            # a broker of one node has no peers to lose: partition handling is for clusters
+            settings = {k: v for k, v in settings.items() if not k.startswith("cluster_partition")}
+        elif settings.get("cluster_partition_handling") == "pause_if_all_down":
             # "pause when no peer answers": each node lists the others, as the shipped
             # docker/rabbitmq-cluster-peers/<node>.conf do for the compose nodes
             peer_key = "cluster_partition_handling.pause_if_all_down.nodes"

@@ -274,7 +274,8 @@ def test_cluster_conf_lists_the_three_nodes() -> None:
     assert conf["cluster_formation.peer_discovery_backend"] == "classic_config"
     listed = {v for k, v in conf.items() if k.startswith("cluster_formation.classic_config.nodes.")}
     assert listed == {f"rabbit@{name}" for name in NODES}
-    assert conf["cluster_partition_handling"] == "pause_minority"
+    assert conf["cluster_partition_handling"] == "pause_if_all_down"
+    assert conf["cluster_partition_handling.pause_if_all_down.recover"] == "autoheal"
 
 
 def test_without_a_cookie_the_cluster_does_not_render(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.clients.servers import Gateway
-from tests.helpers import DATA, TRANSCRIPTS, wait_for, word_errors
+from tests.helpers import DATA, TRANSCRIPTS, Vhost, Worker, wait_for, word_errors
 from tests.reliability.conftest import record
 
 FOX = (DATA / "fox_kal16.wav").read_bytes()
@@ -37,7 +37,19 @@ def dead_pid() -> int:
 
 
 @pytest.fixture(scope="module")
-def gateway(broker_url: str, asr_worker: Any, tmp_path_factory: Any) -> Iterator[Gateway]:
+def doors_vhost() -> Iterator[str]:
+    """A vhost of the module's own with an asr worker only: the session's workers of other
+    algorithms (speaker, ...) must not serve the jobs meant to find no worker."""
+    vhost = Vhost("speech-doors").create()
+    worker = Worker(vhost.url, "asr", name="doors-asr").start()
+    yield vhost.url
+    worker.stop()
+    vhost.delete()
+
+
+@pytest.fixture(scope="module")
+def gateway(doors_vhost: str, tmp_path_factory: Any) -> Iterator[Gateway]:
+    broker_url = doors_vhost
     data = tmp_path_factory.mktemp("doors-data")
     # A spool file left by a gateway process of this host killed mid-upload
     orphan = data / "spool" / f"upload@{socket.gethostname()}@{dead_pid()}@left.audio"
