@@ -212,13 +212,14 @@ class Link:
 
     def probe(self, deadline: float) -> None:
         """Ask the node a question; NodeSilent if no answer comes by `deadline`."""
+        bound = _left(deadline)
         self._bound(deadline)
         try:
             self.channel.basic_qos(0, 0, False)
         except (OSError, AMQPError) as exc:
             if self.blocked is not None:
                 raise BrokerBlocked(self.blocked) from None
-            raise NodeSilent(f"no answer within {_left(deadline) or 0:.1f} s ({exc!r})") from exc
+            raise NodeSilent(f"no answer within {bound:.1f} s ({exc!r})") from exc
 
     def abandon(self) -> None:
         """Drop the connection without a closing handshake: nothing to wait for."""
@@ -227,6 +228,8 @@ class Link:
 
     def close(self, timeout: float = 1.0) -> None:
         """A polite close, bounded; dropped if the broker does not answer in time."""
+        if self.conn._transport is None:  # dropped already (py-amqp would reconnect)
+            return
         try:
             self._bound(time.monotonic() + timeout)
             self.conn.close()
