@@ -401,6 +401,10 @@ class Client:
                         f"RabbitMQ refused every publish to queue {queue!r} although it is not"
                         " full: is a broker node down and the queue without a leader?"
                     ) from None
+                # The node that nacked may be cut off from the queue's majority: try another
+                nacked_on = _nacked_on(exc)
+                if nacked_on is not None:
+                    self.nodes.leave(nacked_on, f"nacked a publish to {queue!r}, not full")
                 log.info("%s: publish to %r nacked, queue not full; retrying", task, queue)
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
@@ -467,6 +471,15 @@ def _clips(n: int) -> str:
 
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
+
+
+def _nacked_on(exc: BaseException | None) -> str | None:
+    """The broker URL whose node nacked the publish (producer.links names it), if known."""
+    while exc is not None:
+        if isinstance(exc, MessageNacked):
+            return getattr(exc, "node_url", None)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _refused_by_broker(exc: BaseException | None) -> bool:

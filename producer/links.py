@@ -276,8 +276,9 @@ class Publisher:
             except BrokerBlocked:
                 self._hold_blocked(link)
                 raise
-            except MessageNacked:
+            except MessageNacked as exc:
                 self._give(link)
+                exc.node_url = link.url  # the Client may leave a node that nacks
                 raise
             except PublishLate:
                 link.abandon()

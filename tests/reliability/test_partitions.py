@@ -7,8 +7,8 @@ in this machine's namespace and reach every node, as clients on both sides of a 
 What is proven, with docker/rabbitmq-cluster.conf as shipped:
 - a node cut off from the other two stops serving (its AMQP listener refuses) while the two
   keep serving a quorum queue, and it rejoins and serves again once the cut heals;
-- a node frozen with SIGSTOP is dropped by the two, and once resumed it rejoins cleanly or
-  refuses clients: never a node that answers from a split view of the cluster.
+- a Client under load whose first node is cut off ends every call within its timeout, as
+  its answer or a typed error, answers again through the majority, and serves afterwards.
 
 A probe is one fresh AMQP connection: passive-declare a queue the majority made after the
 fault (a node with a split view does not know it), publish to a quorum queue with publisher
@@ -23,9 +23,12 @@ from collections.abc import Iterator
 import amqp
 import pytest
 
+from producer import Client
+from tests.helpers import Worker
 from tests.hosts import Network, netns_available
 from tests.netcluster import NetCluster, NetNode
 from tests.reliability.conftest import record
+from tests.reliability.load import Load
 
 QUEUE = "partition-probe"  # a quorum queue on all three nodes
 PROBE_TIMEOUT_S = 2.0
@@ -38,11 +41,8 @@ STOPS_SERVING_S = 22.0
 MAJORITY_SERVES_S = 15.0
 # A healed or resumed node restarts its broker app and rejoins: measured under 2 s.
 REJOINS_S = 30.0
-# Right after a resume the node answers from its own view until autoheal has stopped its
-# broker app: autoheal decides within 0.1 s, but RabbitMQ 3.10 then takes ~8 s to stop the
-# app, and its listener accepts connections until it has (measured: 'split' answers for
-# 8.1 s, then refusals). Past this bound, any split or stuck answer fails the test.
-SPLIT_GRACE_S = 12.0
+# A Client whose first node is cut off answers again through the majority within this.
+CLIENT_BACK_S = 30.0
 
 
 def _probe(node: NetNode, known_queue: str | None = None) -> str:
@@ -161,3 +161,51 @@ def test_a_node_cut_off_from_the_others_stops_serving_and_rejoins_when_healed(
         cluster_whole_after_heal_s=round(rejoin_s + whole_s, 1),
         cut_lasted_s=round(healed_at - cut_at, 1),
     )
+
+
+def test_a_client_and_workers_move_off_a_node_cut_from_the_others(
+    netcluster: NetCluster,
+) -> None:
+    # Given two asr workers and a Client under load (8 threads), the Client and one worker
+    # connected first to the node about to be cut off
+    victim = netcluster.nodes[0]
+    others = [n for n in netcluster.nodes if n is not victim]
+    order = [victim, *others]
+    url = ";".join(n.url() for n in order)
+    workers = [
+        Worker(url, "asr", name="cut-a").start(),
+        Worker(";".join(n.url() for n in [*others, victim]), "asr", name="cut-b").start(),
+    ]
+    try:
+        with Client(url) as client, Load(client) as load:
+            time.sleep(4)
+            # When that node is cut off from the other two (clients still reach it)
+            cut_at = time.monotonic()
+            victim.cut()
+            try:
+                back_in = load.wait_for_success(cut_at, timeout=40)
+                time.sleep(max(0.0, cut_at + 25 - time.monotonic()))
+            finally:
+                victim.heal()
+            _until(lambda: _probe(victim) == "serves", REJOINS_S, "node rejoins")
+            time.sleep(3)
+            report = load.stop()
+            # Then the same Client serves afterwards
+            afterwards = sum(client.ping("asr", timeout=10, echo=i)["echo"] == i for i in range(10))
+        # And no call outlived its timeout, none got a wrong answer or an untyped error
+        assert report.hung == 0, report
+        assert "wrong answer" not in report.failed, report
+        assert set(report.failed) <= {"CallTimeout", "BrokerUnavailable"}, report
+        # (measured ~20 s: the cut node goes on taking connections and nacking publishes
+        # until it pauses, ~14 s after the cut; the goal of 15 s is not met here yet)
+        assert back_in < CLIENT_BACK_S, (back_in, report)
+        assert afterwards == 10
+        report.extra.update(
+            service_back_s=round(back_in, 2),
+            nodes_left_by_client=client.nodes.left,
+            same_client_afterwards=f"{afterwards}/10",
+        )
+        record("partition_client_node_cut", **report.figures())
+    finally:
+        for worker in workers:
+            worker.stop()
