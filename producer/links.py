@@ -125,7 +125,6 @@ class Link:
         self._confirmed = 0  # highest delivery tag acked or nacked
         self._nacked = 0
         self._sent = 0
-        self.used = time.monotonic()
         u = parse_url(url)
         host = u.get("hostname") or "localhost"
         self.conn = _Connection(
@@ -187,7 +186,6 @@ class Link:
         tag = self._sent
         self.channel._basic_publish(message, exchange="", routing_key=routing_key)
         self._await(tag, deadline, patience)
-        self.used = time.monotonic()
         if self._nacked >= tag:
             raise MessageNacked(f"RabbitMQ refused the publish to {routing_key!r}")
 

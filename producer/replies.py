@@ -190,9 +190,10 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         urls = self.app.conf.broker_read_url or self.app.conf.broker_url
         first = 0
         while not self._closing.is_set():
-            order = self._nodes.preferred() if self._nodes else _rotate(urls, first)
+            # the Client's order of nodes (a node left goes last), or the list rotated
+            url = ";".join(self._nodes.preferred()) if self._nodes else _rotate(urls, first)
             conn = self.app.connection_for_read(
-                url=";".join(order) if isinstance(order, list) else order,
+                url=url,
                 heartbeat=self.app.conf.broker_heartbeat or None,
             )
             try:

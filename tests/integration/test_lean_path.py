@@ -18,6 +18,16 @@ from producer.publishing import LeanAMQP
 from tests.helpers import Vhost, Worker, wait_for
 
 
+@pytest.fixture
+def serialised(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The bodies the lean path serialised (Celery's own path serialises elsewhere)."""
+    bodies: list[object] = []
+    monkeypatch.setattr(
+        publishing, "dumps", lambda body, **kw: bodies.append(body) or dumps(body, **kw)
+    )
+    return bodies
+
+
 def test_the_task_sent_event_names_the_queue_and_the_task(own_vhost: Vhost) -> None:
     # Given a listener on Celery's event exchange (what Flower reads)
     with Connection(own_vhost.url) as conn:
@@ -86,13 +96,9 @@ def test_the_events_of_many_calls_travel_in_a_few_messages(own_vhost: Vhost) -> 
 
 
 def test_the_lean_publish_sends_the_message_celery_would(
-    own_vhost: Vhost, monkeypatch: pytest.MonkeyPatch
+    own_vhost: Vhost, serialised: list[object]
 ) -> None:
     # Given the Client's app (producer.publishing.LeanAMQP) and a plain Celery app
-    serialised: list[object] = []
-    monkeypatch.setattr(
-        publishing, "dumps", lambda body, **kw: serialised.append(body) or dumps(body, **kw)
-    )
 
     plain = Celery("plain", set_as_current=False)
     plain.config_from_object(celeryconfig)
@@ -125,16 +131,12 @@ def test_the_lean_publish_sends_the_message_celery_would(
 
 
 def test_calls_take_the_lean_path_also_beside_the_registered_tasks(
-    own_vhost: Vhost, monkeypatch: pytest.MonkeyPatch
+    own_vhost: Vhost, serialised: list[object]
 ) -> None:
     # Given a process that also imported the workers' tasks: they add their own defaults
     # (serializer, ...) to every call of the same name
     import tasks  # noqa: F401
 
-    serialised: list[object] = []
-    monkeypatch.setattr(
-        publishing, "dumps", lambda body, **kw: serialised.append(body) or dumps(body, **kw)
-    )
     with Client(own_vhost.url) as client:
         assert client.app.tasks.get("speech.asr") is not None
         # When the Client calls asr (nobody serves it in this vhost)
