@@ -404,7 +404,9 @@ class Client:
                 # The node that nacked may be cut off from the queue's majority: try another
                 nacked_on = _nacked_on(exc)
                 if nacked_on is not None:
-                    self.nodes.leave(nacked_on, f"nacked a publish to {queue!r}, not full")
+                    self.nodes.leave(
+                        nacked_on, f"nacked a publish to {queue!r}, not full", soft=True
+                    )
                 log.info("%s: publish to %r nacked, queue not full; retrying", task, queue)
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)

@@ -46,6 +46,9 @@ log = logging.getLogger("speech.links")
 MAX_IDLE = 16
 # A blocked link is asked whether the alarm cleared at most this often (seconds).
 BLOCKED_POLL = 0.2
+# A node found dead or hung is tried after every other node for this long (seconds): a
+# cut-off node goes on taking connections until it pauses, ~15 s with the shipped settings.
+AWAY_SECONDS = 30.0
 
 
 class PublishLate(SpeechError):
@@ -57,9 +60,13 @@ class NodeSilent(SpeechError):
 
 
 class Nodes:
-    """The broker's addresses in the order to try them: a node found dead or hung is left
-    (moved to the back) and everyone listening is told, so that the Client's reply thread
-    leaves it too."""
+    """The broker's addresses in the order to try them.
+
+    A node found dead, hung or refusing connections is left *hard*: it goes behind every
+    other node for `AWAY_SECONDS`, so that nodes that merely nacked (a quorum queue electing
+    a leader) are tried before it again. A node that nacked a publish to a queue that is not
+    full is left *soft*: it goes to the back among the nodes not left hard. Everyone
+    listening is told (the Client's reply thread leaves the node too)."""
 
     def __init__(self, urls: str | Iterable[str]) -> None:
         self._urls = broker_urls(urls)
@@ -67,23 +74,29 @@ class Nodes:
             raise BrokerUnavailable("no broker URL configured (CELERY_BROKER_URL)")
         self._lock = threading.Lock()
         self._listeners: list[Callable[[str], None]] = []
+        self._away_until: dict[str, float] = {}
         self.left = 0  # times a node was left
 
     def preferred(self) -> list[str]:
+        now = time.monotonic()
         with self._lock:
-            return list(self._urls)
+            away = {u: t for u, t in self._away_until.items() if t > now}
+            back = sorted(away, key=away.__getitem__)  # the longest away first
+            return [u for u in self._urls if u not in away] + back
 
     def subscribe(self, listener: Callable[[str], None]) -> None:
         self._listeners.append(listener)
 
-    def leave(self, url: str, why: object, *, quiet: bool = False) -> None:
-        """Move `url` to the back of the list; `quiet`: a refused connection, logged at
-        INFO (the caller's error, if every node refuses, says it all)."""
+    def leave(self, url: str, why: object, *, quiet: bool = False, soft: bool = False) -> None:
+        """Move `url` back (see the class); `quiet`: a refused connection, logged at INFO
+        (the caller's error, if every node refuses, says it all)."""
         with self._lock:
             if url not in self._urls:
                 return
             self._urls.remove(url)
             self._urls.append(url)
+            if not soft:
+                self._away_until[url] = time.monotonic() + AWAY_SECONDS
             self.left += 1
             loud = len(self._urls) > 1 and not quiet
         log.log(logging.WARNING if loud else logging.INFO, "leaving RabbitMQ node %s: %s",

@@ -61,11 +61,24 @@ def options(key: str, **given: Any) -> dict[str, Any]:
     return declared.validate(key, given)
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> None:
-    """Poll `check` until it is true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
+def wait_for(
+    check: Callable[[], object],
+    timeout: float,
+    what: str,
+    every: float = 0.1,
+    *,
+    tolerate: tuple[type[Exception], ...] = (),
+) -> float:
+    """Poll `check` until it is true (an error in `tolerate` counts as not yet); fail naming
+    `what` after `timeout` seconds. Returns the seconds it took."""
+    start = time.monotonic()
+    while True:
+        try:
+            if check():
+                return time.monotonic() - start
+        except tolerate:
+            pass
+        if time.monotonic() - start > timeout:
             raise AssertionError(f"waited {timeout:g} s for {what}")
         time.sleep(every)
 

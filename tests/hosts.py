@@ -196,6 +196,14 @@ class Host:
         done = _ip("netns", "pids", self.netns, check=False)
         return [int(p) for p in done.stdout.split()]
 
+    def unplug(self) -> None:
+        """Its network cable is pulled: nothing goes in or out, its processes run on."""
+        _ip("link", "set", self.veth, "down")
+
+    def plug(self) -> None:
+        """The cable is back: its connections may find their peers again, or learn they died."""
+        _ip("link", "set", self.veth, "up")
+
     def kill(self) -> None:
         """The machine vanishes: its link goes down first (nothing more leaves it, not even
         the FIN or RST of its dying sockets), then every process in it gets SIGKILL."""

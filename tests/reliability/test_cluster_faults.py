@@ -6,22 +6,21 @@ request). Every component is given all three node addresses and fails over by it
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import unquote
 
-import httpx
 import pytest
 
 from producer import BrokerUnavailable, Client
 from tests.clients.servers import Bridge, Gateway
 from tests.cluster import Cluster
-from tests.helpers import DATA, Service, Worker
+from tests.helpers import Service, Worker, wait_for
 from tests.reliability.conftest import record
+from tests.reliability.doors import bridge_answers, gateway_answers
 from tests.reliability.load import Load, Report
 
 # Service must be back within this many seconds of a node's death.
 RECOVERY_S = 10.0
-FOX = (DATA / "fox_kal16.wav").read_bytes()
 
 
 def _workers(url: str, prefix: str) -> list[Worker]:
@@ -46,35 +45,9 @@ def _check(report: Report) -> None:
     assert report.ok > 0.9 * report.calls, report
 
 
-def _gateway_answers(gateway: Gateway) -> bool:
-    res = httpx.post(
-        f"{gateway.url}/v1/asr", content=FOX, headers={"Content-Type": "audio/wav"}, timeout=30
-    )
-    return res.status_code == 200 and bool(res.json()["result"]["text"])
-
-
-def _bridge_answers(url: str) -> bool:
-    """One request through the bridge, written the way any AMQP backend would."""
-    from tests.clients.test_bridge import RpcClient
-
-    rpc = RpcClient(url)
-    try:
-        return rpc.call({"audio": FOX, "timeout": 30}, timeout=45)["ok"] is True
-    finally:
-        rpc.close()
-
-
-def _eventually(check: object, timeout: float = 30.0) -> float:
-    """Seconds until `check()` held; fails after `timeout`."""
-    start = time.monotonic()
-    while True:
-        try:
-            if check():  # type: ignore[operator]
-                return time.monotonic() - start
-        except Exception:  # noqa: BLE001  (a node or a connection may still be down)
-            pass
-        assert time.monotonic() - start < timeout, f"{check} did not hold within {timeout} s"
-        time.sleep(0.5)
+def _soon(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until a door answers (a node or a connection may still be down meanwhile)."""
+    return wait_for(check, timeout, what, 0.5, tolerate=(Exception,))
 
 
 @pytest.fixture
@@ -101,8 +74,8 @@ def test_kill_the_asr_leader_node_mid_load(cluster: Cluster, vhost_url: str, run
             back_in = load.wait_for_success(killed_at)
             survivor = next(n for n in cluster.nodes if n is not victim)
             # Then the gateway and the bridge keep answering (through the other nodes)
-            gateway_s = _eventually(lambda: _gateway_answers(gateway), RECOVERY_S + 20)
-            bridge_s = _eventually(lambda: _bridge_answers(survivor.url(vhost)), 40)
+            gateway_s = _soon(lambda: gateway_answers(gateway), RECOVERY_S + 20, "the gateway")
+            bridge_s = _soon(lambda: bridge_answers(survivor.url(vhost)), 40, "the bridge")
             # And when the node comes back, everything goes on
             restarted_at = time.monotonic()
             victim.start()
@@ -193,8 +166,8 @@ def test_single_node_broker_down_for_ten_seconds() -> None:
         assert report.hung == 0 and report.lost == 0, (report, timeline)
         # And workers, gateway and bridge serve again without being restarted
         assert not _dead([*workers, gateway, bridge]), _dead([*workers, gateway, bridge])
-        gateway_s = _eventually(lambda: _gateway_answers(gateway), 60)
-        bridge_s = _eventually(lambda: _bridge_answers(url), 60)
+        gateway_s = _soon(lambda: gateway_answers(gateway), 60, "the gateway")
+        bridge_s = _soon(lambda: bridge_answers(url), 60, "the bridge")
         report.extra.update(
             outage_calls=len(outage_calls),
             slowest_outage_failure_s=round(max(c.ended - c.started for c in outage_calls), 2),

@@ -21,10 +21,11 @@ import pytest
 
 from producer import BrokerBlocked, Client
 from tests.clients.jobs_helpers import job, submit, wait_state
-from tests.clients.servers import Gateway
+from tests.clients.servers import Bridge, Gateway
 from tests.cluster import Cluster, Node
-from tests.helpers import DATA, Worker
+from tests.helpers import Worker, wait_for
 from tests.reliability.conftest import record
+from tests.reliability.doors import FOX, bridge_answers
 from tests.reliability.load import Load, Report
 
 # Service must be back within this many seconds of a node hanging.
@@ -33,7 +34,6 @@ RECOVERY_S = 15.0
 HANG_S = 30.0
 # Seconds an alarm lasts.
 ALARM_S = 10.0
-FOX = (DATA / "fox_kal16.wav").read_bytes()
 
 
 def _rotated(cluster: Cluster, vhost: str, first: Node) -> str:
@@ -165,10 +165,10 @@ def _alarms(cluster: Cluster) -> list[str]:
 def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
     cluster: Cluster, vhost: str, kind: str
 ) -> None:
-    # Given two workers, a gateway and a Client under load
+    # Given two workers, a gateway, a bridge and a Client under load
     url = cluster.url(vhost)
     workers = [Worker(url, "asr", name=f"alarm-{kind}-{i}").start() for i in range(2)]
-    gateway = Gateway(url).start()
+    gateway, bridge = Gateway(url).start(), Bridge(url).start()
     try:
         with Client(url) as client, Load(client) as load:
             time.sleep(3)
@@ -196,6 +196,9 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
                 _alarm(cluster, kind, False)
             cleared_at = time.monotonic()
             back_in = load.wait_for_success(cleared_at, timeout=30)
+            one_node = cluster.nodes[0].url(vhost)  # what a backend configures
+            wait_for(lambda: bridge_answers(one_node), 30, "the bridge", 0.5, tolerate=(Exception,))
+            bridge_back = time.monotonic() - cleared_at
             finished = wait_state(gateway.url, job_id, ("done", "failed"), timeout=60)
             time.sleep(3)
             report = load.stop()
@@ -217,19 +220,22 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
         # And service resumed as soon as the alarm cleared, through the same Client
         assert back_in < 5.0, back_in
         assert afterwards == 10
+        # And the bridge rode the alarm out: it answers again, never restarted
+        assert bridge.alive()
         report.extra.update(
             fault=f"{kind} alarm for {ALARM_S:g} s",
             calls_during_alarm=len(during),
             slowest_blocked_call_s=round(max(c.ended - c.started for c in during), 3),
             first_blocked_after_s=round(first_blocked - raised_at, 2),
             service_back_after_clear_s=round(back_in, 2),
+            bridge_answered_after_clear_s=round(bridge_back, 2),
             same_client_afterwards=f"{afterwards}/10",
         )
         record(f"grey_{kind}_alarm", **report.figures())
     finally:
         with contextlib.suppress(Exception):
             _alarm(cluster, kind, False)
-        for service in [*workers, gateway]:
+        for service in [*workers, gateway, bridge]:
             service.stop()
 
 

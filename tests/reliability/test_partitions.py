@@ -24,7 +24,7 @@ import amqp
 import pytest
 
 from producer import Client
-from tests.helpers import Worker
+from tests.helpers import Worker, wait_for
 from tests.hosts import Network, netns_available
 from tests.netcluster import NetCluster, NetNode
 from tests.reliability.conftest import record
@@ -41,8 +41,9 @@ STOPS_SERVING_S = 22.0
 MAJORITY_SERVES_S = 15.0
 # A healed or resumed node restarts its broker app and rejoins: measured under 2 s.
 REJOINS_S = 30.0
-# A Client whose first node is cut off answers again through the majority within this.
-CLIENT_BACK_S = 30.0
+# A Client whose first node is cut off answers again through the majority within this
+# (the goal; measured 8-11 s: ~6 s until the majority drops the cut node, then a new leader).
+CLIENT_BACK_S = 15.0
 
 
 def _probe(node: NetNode, known_queue: str | None = None) -> str:
@@ -83,15 +84,6 @@ def _declare(node: NetNode, name: str, queue_type: str = "quorum") -> None:
         )
     finally:
         conn.close()
-
-
-def _until(check: object, timeout: float, what: str) -> float:
-    """Seconds until `check()` held."""
-    start = time.monotonic()
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() - start < timeout, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.2)
-    return time.monotonic() - start
 
 
 def _whole(cluster: NetCluster) -> bool:
@@ -137,9 +129,9 @@ def test_a_node_cut_off_from_the_others_stops_serving_and_rejoins_when_healed(
     victim.cut()
     try:
         # Then it stops serving: its listener refuses, instead of taking calls it cannot do
-        stops_s = _until(lambda: _probe(victim) == "refused", STOPS_SERVING_S, "cut node refuses")
+        stops_s = wait_for(lambda: _probe(victim) == "refused", STOPS_SERVING_S, "cut node refuses")
         # And the majority serves the queue (a new leader among the two)
-        serves_s = _until(lambda: _probe(majority) == "serves", MAJORITY_SERVES_S, "majority")
+        serves_s = wait_for(lambda: _probe(majority) == "serves", MAJORITY_SERVES_S, "majority")
         serves_s += stops_s
         # And the cut node keeps refusing while the cut lasts
         time.sleep(3)
@@ -151,8 +143,8 @@ def test_a_node_cut_off_from_the_others_stops_serving_and_rejoins_when_healed(
         healed_at = time.monotonic()
         victim.heal()
     # When the cut heals, the node rejoins and serves again, with the majority's view
-    rejoin_s = _until(lambda: _probe(victim, known) == "serves", REJOINS_S, "node rejoins")
-    whole_s = _until(lambda: _whole(netcluster), REJOINS_S, "cluster whole")
+    rejoin_s = wait_for(lambda: _probe(victim, known) == "serves", REJOINS_S, "node rejoins")
+    whole_s = wait_for(lambda: _whole(netcluster), REJOINS_S, "cluster whole")
     record(
         "partition_cut_node",
         cut_node_refuses_after_s=round(stops_s, 1),
@@ -163,8 +155,9 @@ def test_a_node_cut_off_from_the_others_stops_serving_and_rejoins_when_healed(
     )
 
 
+@pytest.mark.parametrize("from_clients", [False, True], ids=["from-peers", "from-everyone"])
 def test_a_client_and_workers_move_off_a_node_cut_from_the_others(
-    netcluster: NetCluster,
+    netcluster: NetCluster, from_clients: bool
 ) -> None:
     # Given two asr workers and a Client under load (8 threads), the Client and one worker
     # connected first to the node about to be cut off
@@ -179,15 +172,17 @@ def test_a_client_and_workers_move_off_a_node_cut_from_the_others(
     try:
         with Client(url) as client, Load(client) as load:
             time.sleep(4)
-            # When that node is cut off from the other two (clients still reach it)
+            # When that node is cut off from the other two (clients still reach it, or not:
+            # then its connections go silent, with no FIN or RST)
             cut_at = time.monotonic()
-            victim.cut()
+            victim.cut(clients=from_clients)
             try:
                 back_in = load.wait_for_success(cut_at, timeout=40)
                 time.sleep(max(0.0, cut_at + 25 - time.monotonic()))
             finally:
                 victim.heal()
-            _until(lambda: _probe(victim) == "serves", REJOINS_S, "node rejoins")
+            wait_for(lambda: _probe(victim) == "serves", REJOINS_S, "node rejoins")
+            wait_for(lambda: _whole(netcluster), REJOINS_S, "cluster whole")
             time.sleep(3)
             report = load.stop()
             # Then the same Client serves afterwards
@@ -196,8 +191,6 @@ def test_a_client_and_workers_move_off_a_node_cut_from_the_others(
         assert report.hung == 0, report
         assert "wrong answer" not in report.failed, report
         assert set(report.failed) <= {"CallTimeout", "BrokerUnavailable"}, report
-        # (measured ~20 s: the cut node goes on taking connections and nacking publishes
-        # until it pauses, ~14 s after the cut; the goal of 15 s is not met here yet)
         assert back_in < CLIENT_BACK_S, (back_in, report)
         assert afterwards == 10
         report.extra.update(
@@ -205,7 +198,10 @@ def test_a_client_and_workers_move_off_a_node_cut_from_the_others(
             nodes_left_by_client=client.nodes.left,
             same_client_afterwards=f"{afterwards}/10",
         )
-        record("partition_client_node_cut", **report.figures())
+        record(
+            f"partition_client_node_cut_{'everyone' if from_clients else 'peers'}",
+            **report.figures(),
+        )
     finally:
         for worker in workers:
             worker.stop()

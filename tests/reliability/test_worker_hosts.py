@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import celeryconfig
 from producer import Client
 from tests.cluster import Cluster
 from tests.helpers import Worker
@@ -90,3 +91,57 @@ def test_kill_one_of_two_worker_hosts_mid_load(network: Network, broker_url: str
     finally:
         victim.kill()
         survivor.stop()
+
+
+# A cut longer than the broker's dead-peer detection (two missed heartbeats, 10-15 s with
+# the shipped 5 s heartbeat): the broker gives the cut worker's requests to the other one.
+CUT_S = 25.0
+
+
+def test_a_worker_host_cut_off_longer_than_the_heartbeat_rejoins(
+    network: Network, broker_url: str
+) -> None:
+    # Given two worker machines with the shipped heartbeat, and steady load both serve
+    hosts = [Host(network, "cut1"), Host(network, "cut2")]
+    cut, other = (Worker(broker_url, "asr", name=f"host-{h.name}", host=h).start() for h in hosts)
+    try:
+        timeouts = {"ping_timeout": CALL_TIMEOUT_S, "asr_timeout": CALL_TIMEOUT_S}
+        with Client(broker_url) as client, Load(client, **timeouts) as load:
+            deadline = time.monotonic() + 30
+            while min(len(_received(cut)), len(_received(other))) < 20:
+                assert time.monotonic() < deadline, "the load did not reach both hosts"
+                time.sleep(0.2)
+            # When one machine's network is cut for longer than the heartbeat (its worker
+            # runs on, unable to answer or to hear from the broker), then comes back
+            before = _received(cut)
+            cut_at = time.monotonic()
+            hosts[0].unplug()
+            try:
+                time.sleep(CUT_S)
+            finally:
+                hosts[0].plug()
+            plugged_at = time.monotonic()
+            # Then the cut worker reconnects and takes requests again
+            while not _received(cut) - before:
+                assert time.monotonic() - plugged_at < 60, "the cut worker never came back"
+                time.sleep(0.2)
+            rejoined_s = time.monotonic() - plugged_at
+            time.sleep(5)
+            report = load.stop()
+            longest_gap = report.longest_gap_s
+        # And nothing was lost, hung or wrong: what the cut worker held went to the other
+        assert report.lost == 0, report
+        assert report.hung == 0, report
+        assert report.failed == {}, report
+        assert cut.alive() and other.alive()
+        report.extra.update(
+            heartbeat_s=celeryconfig.broker_heartbeat,
+            cut_s=round(plugged_at - cut_at, 1),
+            cut_worker_serves_again_after_s=round(rejoined_s, 1),
+            held_by_cut_host_then_redelivered=len(before & _received(other)),
+        )
+        assert longest_gap < CUT_S, report  # the other machine served during the cut
+        record("worker_host_cut", **report.figures())
+    finally:
+        cut.kill()
+        other.stop()
