@@ -1,10 +1,10 @@
-# One command per habit: make demo, make test, make lint, make bench.
+# One command per habit: make demo, make test, make lint, make docs, make bench.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
-.PHONY: demo test test-fast lint format bench broker postgres install clean system-deps test-clients cluster-up cluster-down lock
+.PHONY: demo test test-fast lint format docs bench broker postgres install clean system-deps test-clients cluster-up cluster-down lock
 
 install: $(VENV)/.installed
 
@@ -60,7 +60,7 @@ test-fast: broker
 	$(PY) -m pytest -m "unit or (integration and not slow)"
 
 # Node + amqplib, the non-Python backend of the bridge tests (tests/node), installed when
-# missing or when its lock file changed; the Java clients (the README's SpeechCall,
+# missing or when its lock file changed; the Java clients (docs/calling/java.md's SpeechCall,
 # tests/clients/java/SpeechClient.java) need JDK 17 and Debian's jars of RabbitMQ's Java
 # client, msgpack-java and slf4j, installed when missing. (chromium: system-deps.)
 test-clients: tests/node/node_modules/.installed
@@ -98,6 +98,11 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, a missing
+# page or a page left out of the nav fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 # The RPC path beside a raw pika baseline, then every algorithm and the transcribe fan-out.
 bench: broker
 	$(PY) -m bench.rpc
@@ -119,7 +124,7 @@ lock: install
 	done
 
 clean:
-	rm -rf $(VENV) tests/artifacts .pytest_cache tests/node/node_modules
+	rm -rf $(VENV) tests/artifacts .pytest_cache tests/node/node_modules site
 
 # A three-node RabbitMQ cluster of the project's own on 127.0.0.1:5801-5803 (beside the
 # machine's broker on 5672), for trying failover by hand; data under .cluster/dev.
