@@ -3,7 +3,6 @@ and PostgreSQL schemas of their own."""
 
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -18,7 +17,8 @@ import httpx
 
 from producer.servers.jobrunner import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.clients.servers import Gateway
-from tests.helpers import REPO, TRANSCRIPTS, wait_for
+from tests.docs import snippet
+from tests.helpers import TRANSCRIPTS, wait_for
 
 SECRET = "test-callback-secret"
 # The PostgreSQL the tests use (trust auth on this machine); each test gets a schema.
@@ -124,10 +124,9 @@ class Receiver:
 
 
 def readme_verifier() -> Any:
-    """The README's receiver-side check, `verified(secret, headers, body)`, as written."""
-    section = (REPO / "README.md").read_text().split("\n#### Callbacks\n", 1)[1]
+    """The jobs page's receiver-side check, `verified(secret, headers, body)`, as written."""
     namespace: dict[str, Any] = {}
-    exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), namespace)  # type: ignore[union-attr]
+    exec(snippet("calling/jobs.md", "## Callbacks", "python"), namespace)
     return namespace["verified"]
 
 

@@ -32,7 +32,7 @@ def test_raw_body_is_transcribed(gateway: Gateway) -> None:
 
 
 def test_multipart_upload_with_curl(gateway: Gateway) -> None:
-    # The shell example from the README, as a backend would run it.
+    # The shell example of docs/calling/shell.md, as a backend would run it.
     done = subprocess.run(
         ["curl", "-sS", "--fail-with-body", "-F", f"audio=@{DATA / 'fox_awb.wav'}",
          f"{gateway.url}/v1/asr?timeout=60"],

@@ -1,26 +1,19 @@
-"""The README's code for other languages runs as written: a backend developer copies it."""
+"""The documentation's code for other languages (docs/calling/) runs as written: a backend
+developer copies it."""
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
 from tests.clients.servers import Bridge, Gateway
+from tests.docs import snippet
 from tests.helpers import DATA, REPO, TRANSCRIPTS, word_errors
-
-README = (REPO / "README.md").read_text()
-
-
-def _snippet(heading: str, language: str) -> str:
-    """The first ```language block under the README heading `heading`."""
-    section = README.split(f"\n{heading}\n", 1)[1]
-    return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
 
 
 def test_the_node_snippet_transcribes_and_exits(bridge: Bridge, broker_url: str) -> None:
-    # Given the README's Node.js snippet, pointed at the test broker and a test clip
-    code = _snippet("### Node.js", "js")
+    # Given the Node.js page's snippet, pointed at the test broker and a test clip
+    code = snippet("calling/node.md", "# Node.js", "js")
     assert 'amqp.connect("amqp://guest:guest@localhost:5672/")' in code
     code = code.replace("amqp://guest:guest@localhost:5672/", broker_url)
     code = code.replace('"hello.wav"', repr(str(DATA / "fox_rms.wav")).replace("'", '"'))
@@ -38,9 +31,9 @@ def test_the_node_snippet_transcribes_and_exits(bridge: Bridge, broker_url: str)
 
 
 def test_the_java_http_snippet_runs_without_an_api_key(gateway: Gateway, tmp_path: Path) -> None:
-    # Given the README's JDK HttpClient snippet in a class of its own (java's source
+    # Given the Java page's JDK HttpClient snippet in a class of its own (java's source
     # launcher runs it without a build), pointed at the test gateway, no SPEECH_API_KEY set
-    code = _snippet("Over HTTP with the JDK's client:", "java")
+    code = snippet("calling/java.md", "Over HTTP with the JDK's client:", "java")
     code = code.replace("http://speech:8000", gateway.url)
     code = code.replace('"hello.wav"', '"' + str(DATA / "fox_rms.wav") + '"')
     source = tmp_path / "Snippet.java"
@@ -67,9 +60,9 @@ JARS = ("amqp-client", "msgpack-core", "slf4j-api", "slf4j-nop")
 def test_the_plain_java_amqp_client_transcribes(
     bridge: Bridge, broker_url: str, tmp_path: Path
 ) -> None:
-    # Given the README's Java program (RabbitMQ's Java client, msgpack-java, direct reply-to)
+    # Given the Java page's program (RabbitMQ's Java client, msgpack-java, direct reply-to)
     source = tmp_path / "SpeechCall.java"
-    source.write_text(_snippet("### Java", "java"))
+    source.write_text(snippet("calling/java.md", "# Java", "java"))
     classpath = ":".join(f"/usr/share/java/{jar}.jar" for jar in JARS)
     # When it runs against the test broker, Then it prints the transcript
     done = subprocess.run(

@@ -75,7 +75,7 @@ def test_every_page_and_api_refuses_requests_without_the_right_credentials(
 def test_prometheus_metrics_count_task_events_and_runtimes(
     flower: Flower, ran: dict[str, dict[str, Any]]
 ) -> None:
-    # Flower serves /metrics without auth, as Prometheus scrapes it (see README).
+    # Flower serves /metrics without auth, as Prometheus scrapes it (docs/operations/flower.md).
     text = httpx.get(flower.url + "/metrics", timeout=10).text
     assert 'flower_events_total{task="speech.asr",type="task-succeeded"' in text
     assert 'flower_events_total{task="speech.asr",type="task-failed"' in text

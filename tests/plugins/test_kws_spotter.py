@@ -86,7 +86,8 @@ def test_overlapping_detections_count_once(spotter: Any) -> None:
 
 @pytest.mark.slow
 def test_accuracy_at_the_default_threshold() -> None:
-    # The README's figures: content words of 4+ phones, all searched at once on 12 clips
+    # The figures of docs/add-an-algorithm.md: content words of 4+ phones, all searched at
+    # once on 12 clips
     import subprocess
 
     script = EXAMPLES / "kws" / "evaluate.py"

@@ -13,7 +13,7 @@ FIGURES = ARTIFACTS / "reliability.json"
 
 
 def record(name: str, **figures: object) -> None:
-    """Keep a fault test's figures for the README's reliability table."""
+    """Keep a fault test's figures for the reliability tables (docs/reliability.md)."""
     ARTIFACTS.mkdir(exist_ok=True)
     data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     data[name] = figures

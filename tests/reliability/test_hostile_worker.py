@@ -24,7 +24,7 @@ from tests.reliability.conftest import record
 
 FOX = (DATA / "fox_kal16.wav").read_bytes()
 MB = 2**20
-# What one request may add to a pool process's peak memory, as the README states: the
+# What one request may add to a pool process's peak memory, as docs/limits.md states: the
 # decoded 16 kHz clip (38.4 MB for 600 s) twice over (decode output, asr's level check)
 # plus blocks and buffers. Before the fix the bomb below took 4.4 GB.
 PEAK_BOUND = 120 * MB

@@ -12,6 +12,7 @@ import pytest
 from producer import scaffold
 from producer.cli import main
 from producer.scaffold import ScaffoldError, check_directory, check_name, render
+from tests import docs
 from tests.helpers import REPO
 
 
@@ -108,9 +109,8 @@ def test_the_declaration_written_is_valid(tmp_path: Path) -> None:
     assert loud["level_dbfs"] == pytest.approx(-6.02, abs=0.01) and loud["active_share"] == 1.0
 
 
-def test_the_readmes_declaration_is_the_one_written(tmp_path: Path) -> None:
-    readme = (REPO / "README.md").read_text().split("\n### The declaration\n", 1)[1]
-    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+def test_the_docs_declaration_is_the_one_written(tmp_path: Path) -> None:
+    snippet = docs.snippet("add-an-algorithm.md", "## The declaration", "python")
     shown: dict[str, object] = {}
     exec(snippet, shown)
     scaffold.scaffold("loudness", tmp_path / "p")
