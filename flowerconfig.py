@@ -2,8 +2,8 @@
 
 Flower executes this file (its default `--conf`) after reading FLOWER_* variables and the
 command line once, and before reading the command line again; so an option given on the
-command line still wins. Values come from celeryconfig.py, the one place that reads the
-environment.
+command line still wins. Values come from producer/settings.py, the one place that reads
+the environment.
 
 Flower has no authentication by default. This file makes it refuse to start without
 credentials (FLOWER_BASIC_AUTH, `--basic-auth` or OAuth `--auth`) unless
@@ -18,14 +18,16 @@ import sys
 
 from tornado.options import options
 
-import celeryconfig
 from producer.brokers import broker_urls, management_url
+from producer.settings import settings
+
+_s = settings()
 
 # Credentials given on the command line or as FLOWER_BASIC_AUTH are already parsed here.
 basic_auth = list(options.basic_auth or []) or [
-    c.strip() for c in celeryconfig.flower_basic_auth.split(",") if c.strip()
+    c.strip() for c in _s.flower_basic_auth.split(",") if c.strip()
 ]
-if not (basic_auth or options.auth or celeryconfig.flower_local_trial):
+if not (basic_auth or options.auth or _s.flower_local_trial):
     sys.exit(
         "flower: refusing to start without credentials: set FLOWER_BASIC_AUTH=user:password"
         " (or pass --basic-auth=user:password); for a local trial without authentication"
@@ -37,16 +39,16 @@ for credential in basic_auth:
         sys.exit(f"flower: FLOWER_BASIC_AUTH entries must be user:password, got {user!r}")
 
 # Keep the task history across restarts, saved on exit and every state_save_interval ms.
-persistent = celeryconfig.flower_persistent
-db = celeryconfig.flower_db
-state_save_interval = celeryconfig.flower_state_save_interval
+persistent = _s.flower_persistent
+db = _s.flower_db
+state_save_interval = _s.flower_state_save_interval
 # The tasks page: which queue (routing key) a task went to, its arguments as described by
 # the producer ("<WAV 88 kB>"), state and runtime.
 tasks_columns = "name,uuid,state,routing_key,args,kwargs,received,started,runtime,worker"
 
 # The Broker page's management API: FLOWER_BROKER_API or --broker-api win; then
 # SPEECH_MANAGEMENT_URL (shared with `producer status`); else the first broker node's.
-if not options.broker_api and celeryconfig.management_url.strip().lower() != "off":
-    _nodes = broker_urls(celeryconfig.broker_url)
-    _base = celeryconfig.management_url.strip().rstrip("/") or management_url(_nodes[0])
+if not options.broker_api and _s.management_url.strip().lower() != "off":
+    _nodes = broker_urls(_s.broker_url)
+    _base = _s.management_url.strip().rstrip("/") or management_url(_nodes[0])
     broker_api = f"{_base}/api/"

@@ -23,7 +23,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu import Producer, Queue
 from kombu.exceptions import EncodeError, OperationalError
 
-import celeryconfig
+import producer.celeryconf
 from producer.algorithms import NAME, task_name
 from producer.arrays import unpack_all
 from producer.catalog import Catalog, catalog
@@ -42,9 +42,10 @@ from producer.events import SentEvents
 from producer.links import Nodes, Publisher, PublishLate
 from producer.options import check_timeout
 from producer.replies import ReplyApp, ReplyBackend, ReplyPathLost
-from producer.topology import declare_algorithm_queues, declare_dead_letters
+from producer.settings import settings
+from producer.topology import algorithm_queue, declare_algorithm_queues, declare_dead_letters
+from producer.transcribe import Audio, transcribe
 
-Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
 log = logging.getLogger("speech.client")
 # A call whose reply path died is published again only if at least this many seconds
 # of its timeout are left.
@@ -64,7 +65,7 @@ class Client:
 
     def __init__(self, broker_url: str | None = None, *, timeout: float | None = None):
         self.app = ReplyApp("speech-producer", set_as_current=False)
-        self.app.config_from_object(celeryconfig)
+        self.app.config_from_object(producer.celeryconf)
         if broker_url:
             self.app.conf.broker_url = broker_url
             # Celery prefers a CELERY_BROKER_URL environment variable to conf.broker_url
@@ -87,7 +88,7 @@ class Client:
         self.publisher = Publisher(
             self.nodes,
             connect_timeout=conf.broker_connection_timeout,
-            patience=celeryconfig.node_patience,
+            patience=settings().node_patience,
             ssl=conf.broker_use_ssl,
             max_links=conf.broker_pool_limit or 10,
         )
@@ -100,15 +101,15 @@ class Client:
         self.app.conf.result_backend = f"{ReplyBackend.__module__}:{ReplyBackend.__name__}"
         self.app.conf.result_backend_thread_safe = True
         self.replies: ReplyBackend = self.app.backend
-        self.replies.follow(self.nodes, celeryconfig.node_patience)
+        self.replies.follow(self.nodes, settings().node_patience)
         # Celery would publish task-sent events through the task's producer, waiting for a
         # second confirm per call: a thread of the Client's own does (producer/events.py).
         self.app.conf.task_send_sent_event = False
-        self.events = SentEvents(self.app) if celeryconfig.task_send_sent_event else None
+        self.events = SentEvents(self.app) if settings().sent_events else None
         self._declared = threading.Event()
         self._declare_lock = threading.Lock()
-        self.timeout = celeryconfig.default_timeout if timeout is None else timeout
-        self.max_payload_bytes: int = celeryconfig.max_payload_bytes
+        self.timeout = settings().default_timeout if timeout is None else timeout
+        self.max_payload_bytes: int = settings().max_payload_bytes
         # The algorithms declared in this environment (built-ins and installed plugins)
         self.catalog: Catalog = catalog()
         self.algorithms: tuple[str, ...] = self.catalog.names
@@ -199,8 +200,6 @@ class Client:
         Returns {"text", "words", "segments", "duration"} with every time on the recording's
         clock. Needs numpy and soundfile on this host. See producer.transcribe.transcribe.
         """
-        from producer.transcribe import transcribe
-
         return transcribe(self, audio, timeout=timeout, **options)
 
     def ping(
@@ -251,7 +250,7 @@ class Client:
                 f"unknown algorithm {operation[:80]!r}: not installed here and no queue of that"
                 f" name on the broker; known: {known}"
             )
-        self._remote_queues[queue] = celeryconfig.algorithm_queue(queue)
+        self._remote_queues[queue] = algorithm_queue(queue)
         return queue
 
     def read_audio(self, audio: Audio) -> bytes:
@@ -391,9 +390,9 @@ class Client:
                     ) from exc
                 # A nack means a full queue (reject-publish) or a queue without a leader
                 # (a quorum queue electing one after a node died): ask which.
-                if self._backlog(queue) >= max(0, celeryconfig.max_backlog - 1):
+                if self._backlog(queue) >= max(0, settings().max_backlog - 1):
                     raise Overloaded(
-                        f"queue {queue!r} is full ({celeryconfig.max_backlog} requests waiting,"
+                        f"queue {queue!r} is full ({settings().max_backlog} requests waiting,"
                         " SPEECH_MAX_BACKLOG): retry later, or add workers"
                     ) from None
                 if _left(deadline) < pause:

@@ -16,6 +16,7 @@ SpeechError                 root: catch this to catch everything the platform ra
  +-- JobExpired            a job waited queued past its maximum (a job's error, never raised)
  +-- StoreUnavailable      the job store (SQLite file, PostgreSQL) cannot be used
  +-- RemoteError           the algorithm failed on the worker for another reason
+ +-- InvalidSetting        an environment variable has a value its setting cannot take
 
 Workers raise InvalidAudio, InvalidOptions and ResultTooLarge; they travel back through the result
 backend and are raised again, as the same class, in the caller. This module must stay
@@ -89,6 +90,10 @@ class JobExpired(SpeechError):
 
 class StoreUnavailable(SpeechError):
     """Raised when the job store (SQLite file or PostgreSQL) cannot be reached or used."""
+
+
+class InvalidSetting(SpeechError, ValueError):
+    """Raised when an environment variable has a value its setting cannot take."""
 
 
 class RemoteError(SpeechError):

@@ -12,10 +12,10 @@ same declaration again.
 import math
 from typing import Any
 
-import celeryconfig
 from producer.algorithms import parse_text
 from producer.catalog import catalog
 from producer.errors import InvalidInput, InvalidOptions
+from producer.settings import settings
 
 # Longest option value, as text: a bound keeps JSON decoding cheap and its nesting far
 # from the recursion limit.
@@ -64,8 +64,8 @@ def parse_options(operation: str, items: list[tuple[str, str]]) -> dict[str, Any
 
 def check_timeout(value: Any, maximum: float | None = None) -> float:
     """A call's timeout in seconds, by the one rule every door applies: a finite number,
-    0 < timeout <= `maximum` (celeryconfig.max_timeout); InvalidInput otherwise."""
-    limit = celeryconfig.max_timeout if maximum is None else maximum
+    0 < timeout <= `maximum` (settings().max_timeout); InvalidInput otherwise."""
+    limit = settings().max_timeout if maximum is None else maximum
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or not 0 < value <= limit:
         shown = type(value).__name__ if isinstance(value, (bytes, list, dict)) else repr(value)

@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import celeryconfig
 from producer import brokers
 from producer.brokers import MANAGEMENT_PORT
 from producer.client import Client
 from producer.errors import BrokerUnavailable, CallTimeout, InvalidInput, SpeechError
+from producer.settings import settings
 
 MANAGEMENT_TIMEOUT = 2.0  # seconds: the extras must never make `status` slow
 INSPECT_TIMEOUT = 1.0  # seconds: workers answer a broadcast in milliseconds
@@ -135,7 +135,7 @@ def _ping(client: Client, queue: str, timeout: float) -> tuple[float | None, str
 def management_url(node: str) -> str | None:
     """The management API base URL with credentials (SPEECH_MANAGEMENT_URL, else on the
     broker `node` that answered), or None when configured "off"."""
-    setting = celeryconfig.management_url.strip()
+    setting = settings().management_url.strip()
     if setting.lower() == "off":
         return None
     if setting:

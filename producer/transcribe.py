@@ -19,12 +19,23 @@ import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from producer.errors import InvalidAudio, InvalidInput, InvalidOptions
 
-if TYPE_CHECKING:  # Client.transcribe calls into this module: no import back at run time
-    from producer.client import Audio, Client
+# What a caller may pass as audio: a file path, or the file's bytes.
+Audio = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+
+class Client(Protocol):
+    """What a transcription needs of `producer.Client` (which calls into this module)."""
+
+    def read_audio(self, audio: Audio) -> bytes: ...
+
+    def vad(self, audio: Audio, timeout: float | None = None, **options: Any) -> dict[str, Any]: ...
+
+    def asr(self, audio: Audio, timeout: float | None = None) -> dict[str, Any]: ...
+
 
 # Silence kept around each segment: pocketsphinx needs a little to settle before a word.
 DEFAULT_PAD = 0.2

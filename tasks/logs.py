@@ -1,6 +1,6 @@
 """One log line per task, for log shippers: task id, queue, outcome, duration.
 
-The format is chosen by `task_log_format` in celeryconfig.py (SPEECH_TASK_LOG_FORMAT):
+The format is chosen by SPEECH_TASK_LOG_FORMAT (producer/settings.py):
 
     keyvalue  ts=2025-01-01T12:00:00.123Z event=task task_id=... task=speech.asr queue=asr
               outcome=success duration_ms=412.7 worker=asr@host

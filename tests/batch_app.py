@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-import celeryconfig
 import tasks  # noqa: F401  (the platform's tasks and signals)
 from producer.algorithms import Algorithm, Operation
 from producer.catalog import catalog
+from producer.topology import algorithm_queue
 from tasks.base import app, register
 
 HANG_SECONDS = 2.0
@@ -52,5 +52,5 @@ def measure_each(requests: list[tuple[list[np.ndarray], dict[str, Any]]]) -> lis
 
 catalog().add(SLOW)
 register(SLOW)
-app.conf.task_queues = (*app.conf.task_queues, celeryconfig.algorithm_queue(SLOW.name))
+app.conf.task_queues = (*app.conf.task_queues, algorithm_queue(SLOW.name))
 app.conf.task_routes = {**app.conf.task_routes, "speech.slowbatch": {"queue": SLOW.name}}

@@ -49,7 +49,6 @@ from pika.exceptions import (
 )
 from pika.spec import Basic, BasicProperties
 
-import celeryconfig
 from producer import wire
 from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client import Client
@@ -62,6 +61,7 @@ from producer.servers.bridge_request import (
     encode_reply,
     parse_request,
 )
+from producer.settings import settings
 
 __all__ = ["MAX_ERROR_CHARS", "Bridge", "encode_reply", "parse_request", "run_bridge"]
 
@@ -80,19 +80,21 @@ def pika_parameters(url: str) -> Any:
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     if "heartbeat" not in query:
         # pika wants whole seconds; 0 turns heartbeats off.
-        seconds = celeryconfig.broker_heartbeat
+        seconds = settings().heartbeat
         params.heartbeat = max(1, round(seconds)) if seconds > 0 else 0
     if "blocked_connection_timeout" not in query:
         params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
     if "connection_attempts" not in query:
         params.connection_attempts = 1
     if "socket_timeout" not in query:
-        params.socket_timeout = celeryconfig.broker_connection_timeout
+        params.socket_timeout = settings().connect_timeout
     return params
 
 
 log = logging.getLogger("speech.bridge")
 REPLY_PROPERTIES = {"content_type": "application/msgpack"}
+# The bridge consumes `rpc.<operation>` on the default exchange.
+QUEUE_PREFIX = "rpc."
 # AMQP reply code: while declaring, a queue exists with other arguments; while publishing,
 # the broker refused the message (too large, bad property).
 PRECONDITION_FAILED = 406
@@ -128,7 +130,7 @@ class Bridge:
         self.concurrency = max(1, concurrency)
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="bridge-call")
         # One queue per operation: rpc.asr, and rpc.speaker.verify once operations exist.
-        prefix = celeryconfig.bridge_queue_prefix
+        prefix = QUEUE_PREFIX
         self.queues = {f"{prefix}{op}": op for op in [*wire.operations(client), "transcribe"]}
         self.stopping = threading.Event()
         self.in_flight = 0  # touched only on the connection's thread
@@ -215,7 +217,7 @@ class Bridge:
             conn.call_later(KEEPALIVE_SECONDS, lambda: self._keep_alive(conn, replies))
 
     def _declare(self, channel: BlockingChannel) -> None:
-        dlx, dead = celeryconfig.bridge_dead_letter_exchange, celeryconfig.bridge_dead_letter_queue
+        dlx, dead = settings().bridge_dlx, settings().bridge_dead_queue
         try:
             channel.exchange_declare(dlx, "fanout", durable=True)
             channel.queue_declare(dead, durable=True, arguments={**QUORUM, **DEAD_QUEUE_BOUNDS})
@@ -224,7 +226,7 @@ class Bridge:
                 arguments = {
                     **QUORUM,
                     "x-dead-letter-exchange": dlx,
-                    "x-delivery-limit": celeryconfig.bridge_delivery_limit,
+                    "x-delivery-limit": settings().bridge_delivery_limit,
                 }
                 channel.queue_declare(queue, durable=True, arguments=arguments)
         except ChannelClosedByBroker as exc:
@@ -419,7 +421,7 @@ def run_bridge(client: Client, args: argparse.Namespace) -> int:
     # pika logs every failed attempt as several ERRORs with a traceback; the bridge logs one
     # line per attempt itself (which node, why), so only pika's worst news is kept.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-    bridge = Bridge(client, args.concurrency or celeryconfig.bridge_concurrency)
+    bridge = Bridge(client, args.concurrency or settings().bridge_concurrency)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop())
     status = bridge.run()

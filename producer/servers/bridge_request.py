@@ -15,11 +15,11 @@ from typing import Any
 
 import msgpack
 
-import celeryconfig
 from producer import wire
 from producer.catalog import catalog
 from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge, SpeechError
 from producer.options import check_timeout, clips_for
+from producer.settings import settings
 
 REQUEST_KEYS = {"audio", "options", "timeout"}
 # Clips an operation takes; every other operation takes one.
@@ -78,7 +78,7 @@ def parse_request(
     max_timeout: float | None = None,
 ) -> Request:
     """The request in `body` for `operation`, or InvalidInput naming what is wrong."""
-    max_payload = celeryconfig.max_payload_bytes if max_payload_bytes is None else max_payload_bytes
+    max_payload = settings().max_payload_bytes if max_payload_bytes is None else max_payload_bytes
     request = _unpack(body, max_payload)
     if not isinstance(request, dict):
         raise InvalidInput(f"request must be a msgpack map, got {_kind(request)}")
@@ -113,7 +113,7 @@ def check_reply_to(reply_to: Any) -> str:
 def encode_reply(outcome: dict[str, Any] | BaseException, max_bytes: int | None = None) -> bytes:
     """The reply body for a result or an error, never larger than `max_bytes` (the
     broker's maximum message size): a larger result is answered with PayloadTooLarge."""
-    limit = celeryconfig.bridge_max_reply_bytes if max_bytes is None else max_bytes
+    limit = settings().bridge_max_reply_bytes if max_bytes is None else max_bytes
     if isinstance(outcome, BaseException):
         error = wire.error_body(outcome)
         reply: dict[str, Any] = {

@@ -40,7 +40,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import celeryconfig
 from producer import wire
 from producer.client import Client
 from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
@@ -48,6 +47,7 @@ from producer.options import check_timeout, clips_for, fields_for, parse_options
 from producer.servers import jobs as recordings
 from producer.servers import openapi
 from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
+from producer.settings import settings
 
 STATIC = Path(__file__).with_name("static")
 RAW_TYPES = {"", "application/octet-stream"}
@@ -77,12 +77,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def create_app(
     client: Client,
     *,
-    threads: int = celeryconfig.gateway_threads,
-    api_key: str = celeryconfig.gateway_api_key,
-    retry_after: int = celeryconfig.gateway_retry_after,
-    health_timeout: float = celeryconfig.gateway_health_timeout,
-    upload_budget: int = celeryconfig.gateway_upload_budget,
-    client_upload_share: int = celeryconfig.gateway_client_upload_share,
+    threads: int = settings().gateway_threads,
+    api_key: str = settings().api_key,
+    retry_after: int = settings().retry_after,
+    health_timeout: float = settings().health_timeout,
+    upload_budget: int = settings().gateway_upload_budget,
+    client_upload_share: int = settings().gateway_client_uploads,
 ) -> FastAPI:
     calls = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call")
     # Health pings get their own threads: a gateway busy with long calls still answers them.
@@ -364,8 +364,8 @@ def serve(client: Client, args: argparse.Namespace) -> int:
 
     app = create_app(client)
     app.state.jobs.start()  # this process runs jobs from the store (servers/jobrunner.py)
-    host = args.host or celeryconfig.gateway_host
-    port = celeryconfig.gateway_port if args.port is None else args.port
+    host = args.host or settings().gateway_host
+    port = settings().gateway_port if args.port is None else args.port
     uvicorn.run(
         app,
         host=host,

@@ -29,7 +29,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-import celeryconfig
+from producer.settings import settings
 
 # How long a closing connection keeps draining what the caller still sends, and how many
 # bytes it drops at most meanwhile, before it closes for good: enough for the rest of an
@@ -76,11 +76,11 @@ class GatewayProtocol(H11Protocol):  # type: ignore[misc]
     """uvicorn's h11 protocol with JSON answers to malformed requests, lingering close,
     deadlines on what the caller sends, and a cap on connections per client address."""
 
-    header_timeout = celeryconfig.gateway_header_timeout
-    body_timeout = celeryconfig.gateway_body_timeout
-    min_rate = celeryconfig.gateway_min_rate
-    rate_window = celeryconfig.gateway_rate_window
-    client_connections = celeryconfig.gateway_client_connections
+    header_timeout = settings().gateway_header_timeout
+    body_timeout = settings().gateway_body_timeout
+    min_rate = settings().gateway_min_rate
+    rate_window = settings().gateway_rate_window
+    client_connections = settings().gateway_client_connections
     open_per_client: Counter[str] = Counter()  # one event loop: no lock
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

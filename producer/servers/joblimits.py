@@ -20,7 +20,7 @@ ACTIVE = "state IN ('queued', 'running')"
 
 @dataclass(frozen=True)
 class JobLimits:
-    """SPEECH_JOBS_PER_CALLER, SPEECH_JOBS_MAX, SPEECH_JOBS_MAX_BYTES (celeryconfig)."""
+    """SPEECH_JOBS_PER_CALLER, SPEECH_JOBS_MAX, SPEECH_JOBS_MAX_BYTES (producer.settings)."""
 
     per_caller: int
     most: int

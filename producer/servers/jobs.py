@@ -32,7 +32,6 @@ from fastapi import FastAPI, Request
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 
-import celeryconfig
 from producer import operations, wire
 from producer.catalog import catalog
 from producer.errors import InvalidAudio, InvalidInput, UnknownJob
@@ -41,6 +40,7 @@ from producer.servers.forms import UploadBudget
 from producer.servers.jobrunner import JobRunner
 from producer.servers.jobstore import JobStore
 from producer.servers.spool import MULTIPART_SLACK, Spool, SpooledBody, SpooledForm, too_large
+from producer.settings import settings
 
 RAW_TYPES = {"", "application/octet-stream"}
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # used with fullmatch: no trailing newline
@@ -55,7 +55,7 @@ class Jobs:
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.data_dir = Path(celeryconfig.data_dir)
+        self.data_dir = Path(settings().data_dir)
         self.spool_dir = self.data_dir / "spool"
         self._lock = threading.Lock()
         self._store: JobStore | None = None
@@ -66,11 +66,11 @@ class Jobs:
         with self._lock:
             if self._store is None:
                 self._store = JobStore(
-                    celeryconfig.jobs_db,
+                    settings().jobs_db,
                     self.data_dir,
-                    per_caller=celeryconfig.jobs_per_caller,
-                    most=celeryconfig.jobs_max,
-                    max_bytes=celeryconfig.jobs_max_bytes,
+                    per_caller=settings().jobs_per_caller,
+                    most=settings().jobs_max,
+                    max_bytes=settings().jobs_max_bytes,
                 )
             return self._store
 
@@ -83,12 +83,12 @@ class Jobs:
                     self.client,
                     store,
                     self.spool_dir,
-                    threads=celeryconfig.job_threads,
-                    lease=celeryconfig.job_lease,
-                    retention=celeryconfig.job_retention,
-                    secret=celeryconfig.callback_secret,
-                    callback_attempts=celeryconfig.callback_attempts,
-                    max_queued=celeryconfig.job_max_queued_seconds,
+                    threads=settings().job_threads,
+                    lease=settings().job_lease,
+                    retention=settings().job_retention,
+                    secret=settings().callback_secret,
+                    callback_attempts=settings().callback_attempts,
+                    max_queued=settings().job_max_queued_seconds,
                 )
             return self._runner
 
@@ -138,7 +138,7 @@ def install(
         started = time.monotonic()
         spool = Spool(jobs.spool_dir)
         try:
-            limit = celeryconfig.max_recording_bytes
+            limit = settings().max_recording_bytes
             check_query = lambda items: operations.parse(operations.TRANSCRIBE, items)  # noqa: E731
             with uploads.lease(caller(request)) as take:  # while the upload arrives
                 paths, fields = await _receive(
@@ -279,7 +279,7 @@ def _callback(url: str | None) -> str | None:
             f"callback must be an http(s) URL of up to {MAX_CALLBACK_CHARS} characters,"
             f" got {url[:80]!r}"
         )
-    if not celeryconfig.callback_secret:
+    if not settings().callback_secret:
         raise InvalidInput(
             "this gateway sends no callbacks: callbacks are signed, and SPEECH_CALLBACK_SECRET"
             " is not set"
@@ -289,8 +289,8 @@ def _callback(url: str | None) -> str | None:
 
 def _limit(operation: str) -> tuple[int, str]:
     """The largest clip `operation` takes, and the setting that says so ("": any)."""
-    recording = (celeryconfig.max_recording_bytes, RECORDING_SETTING)
-    payload = (celeryconfig.max_payload_bytes, PAYLOAD_SETTING)
+    recording = (settings().max_recording_bytes, RECORDING_SETTING)
+    payload = (settings().max_payload_bytes, PAYLOAD_SETTING)
     if not operation:  # not known before the form is read: the larger, checked again after
         return max(recording, payload)
     return recording if operation == operations.TRANSCRIBE else payload

@@ -18,9 +18,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-import celeryconfig
 from producer.algorithms import MAX_LIST_ITEMS, Algorithm, Operation, Option
 from producer.catalog import Catalog
+from producer.settings import settings
 
 # The generic route: its generated operation lends each operation path its errors and
 # security, then leaves the document.
@@ -163,7 +163,7 @@ def timeout_parameter() -> dict[str, Any]:
         "in": "query",
         "required": False,
         "description": "seconds the caller waits for the answer (SPEECH_TIMEOUT by default)",
-        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": celeryconfig.max_timeout},
+        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": settings().max_timeout},
     }
 
 

@@ -1,13 +1,20 @@
 """Broker URL lists and the pika parameters built from them (no broker needed)."""
 
+from dataclasses import replace
+
 import pytest
 
-import celeryconfig
+import producer.settings
 from producer.brokers import broker_urls, management_url, safe_url, virtual_host
 from producer.servers.bridge import pika_parameters
 
 H1 = "amqp://guest:guest@h1:5672/v"
 H2 = "amqp://guest:guest@h2:5673/v"
+
+
+def _heartbeat(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    changed = replace(producer.settings.settings(), heartbeat=seconds)
+    monkeypatch.setattr(producer.settings, "_current", changed)
 
 
 def test_a_semicolon_list_splits_into_urls_and_blanks_are_dropped() -> None:
@@ -36,20 +43,20 @@ def test_the_vhost_is_read_as_kombu_reads_it(url: str, vhost: str) -> None:
 def test_pika_parameters_carry_credentials_heartbeat_and_one_attempt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(celeryconfig, "broker_heartbeat", 10.0)
+    _heartbeat(monkeypatch, 10.0)
     params = pika_parameters("amqp://user:p%40ss@h1:5673/v")
     assert (params.host, params.port) == ("h1", 5673)
     assert (params.credentials.username, params.credentials.password) == ("user", "p@ss")
     assert params.heartbeat == 10
     assert params.connection_attempts == 1
     assert params.blocked_connection_timeout > 0
-    assert params.socket_timeout == celeryconfig.broker_connection_timeout
+    assert params.socket_timeout == producer.settings.settings().connect_timeout
 
 
 def test_heartbeat_zero_is_off_and_the_url_query_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(celeryconfig, "broker_heartbeat", 0.0)
+    _heartbeat(monkeypatch, 0.0)
     assert pika_parameters(H1).heartbeat == 0
-    monkeypatch.setattr(celeryconfig, "broker_heartbeat", 0.4)  # under a second: still on
+    _heartbeat(monkeypatch, 0.4)  # under a second: still on
     assert pika_parameters(H1).heartbeat == 1
     assert pika_parameters(f"{H1}?heartbeat=30").heartbeat == 30
 

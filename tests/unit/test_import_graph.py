@@ -1,8 +1,10 @@
 """The package graph: no import circles, and one direction between the two sides.
 
-producer/ (the client library and its servers) never imports tasks/ (the workers);
-tasks/ may import the shared vocabulary of producer/ (errors, arrays, topology) and nothing
-else of it. Imports inside `if TYPE_CHECKING:` are for annotations only and do not count.
+producer/ (the client library and its servers) never imports tasks/ (the workers), nor
+the top-level settings modules (celeryconfig.py, flowerconfig.py), which are built from
+producer.settings; tasks/ may import the shared vocabulary of producer/ (errors, arrays,
+topology, the declarations) and nothing else of it. Every import counts, also those
+inside functions and under `if TYPE_CHECKING:`: a circle for annotations is a circle.
 """
 
 import ast
@@ -11,9 +13,10 @@ from pathlib import Path
 from tests.helpers import REPO
 
 PACKAGES = ("producer", "tasks")
+TOP_LEVEL = ("celeryconfig.py", "flowerconfig.py")
 SHARED = {
     "producer", "producer.errors", "producer.arrays", "producer.topology",
-    "producer.algorithms", "producer.builtins", "producer.catalog",
+    "producer.algorithms", "producer.builtins", "producer.catalog", "producer.settings",
 }  # fmt: skip
 
 
@@ -22,12 +25,10 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _runtime_imports(tree: ast.AST) -> set[str]:
+def _imports(tree: ast.AST) -> set[str]:
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -42,9 +43,10 @@ def _runtime_imports(tree: ast.AST) -> set[str]:
 
 def graph() -> dict[str, set[str]]:
     files = [p for package in PACKAGES for p in (REPO / package).rglob("*.py")]
+    files += [REPO / name for name in TOP_LEVEL]
     modules = {_module(p): p for p in files}
     return {
-        name: {m for m in _runtime_imports(ast.parse(path.read_text())) if m in modules} - {name}
+        name: {m for m in _imports(ast.parse(path.read_text())) if m in modules} - {name}
         for name, path in modules.items()
     }
 
@@ -91,3 +93,31 @@ def test_workers_import_only_the_shared_vocabulary_of_producer() -> None:
         if module.startswith("tasks"):
             used = {m for m in imports if m.startswith("producer")}
             assert used <= SHARED, f"{module} imports {sorted(used - SHARED)}"
+
+
+def _reach(edges: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_producer_never_imports_the_top_level_settings_modules() -> None:
+    for module, imports in graph().items():
+        if module.startswith("producer"):
+            assert not imports & {"celeryconfig", "flowerconfig"}, module
+
+
+def test_workers_and_plugins_load_the_declarations_without_the_client() -> None:
+    edges = graph()
+    for start in ("celeryconfig", "producer.algorithms", "producer.catalog", "producer.builtins"):
+        assert "producer.client" not in _reach(edges, start), start
+
+
+def test_the_client_loads_neither_the_doors_nor_the_command_line() -> None:
+    reached = _reach(graph(), "producer.client")
+    doors = {m for m in reached if m.startswith(("producer.servers", "producer.cli"))}
+    assert not doors, sorted(doors)
