@@ -4,14 +4,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pika
 import pytest
 
-import celeryconfig
+import producer.settings
 from producer import Client
+from producer.servers import bridge as bridge_module
 from producer.servers.bridge import Bridge as InProcessBridge
+from producer.settings import settings
 from tests.clients.servers import Bridge
 from tests.clients.test_bridge import FOX, RpcClient
 from tests.helpers import Vhost, rabbitmqctl
@@ -23,9 +26,9 @@ DEFAULT_URL = "amqp://guest:guest@localhost:5672//"  # how kombu renders vhost "
 def private_names(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Bridge queue names of this test alone, deleted afterwards: vhost "/" is shared."""
     prefix = f"rpc-test-{uuid.uuid4().hex[:8]}."
-    monkeypatch.setattr(celeryconfig, "bridge_queue_prefix", prefix)
-    monkeypatch.setattr(celeryconfig, "bridge_dead_letter_exchange", f"{prefix}dlx")
-    monkeypatch.setattr(celeryconfig, "bridge_dead_letter_queue", f"{prefix}dead")
+    monkeypatch.setattr(bridge_module, "QUEUE_PREFIX", prefix)
+    names = replace(settings(), bridge_dlx=f"{prefix}dlx", bridge_dead_queue=f"{prefix}dead")
+    monkeypatch.setattr(producer.settings, "_current", names)
     yield prefix
     connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@localhost/%2F"))
     channel = connection.channel()

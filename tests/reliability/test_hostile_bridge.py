@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-import celeryconfig
 from producer.errors import InvalidInput
 from producer.servers.bridge_request import (
     DIRECT_REPLY_TO,
@@ -29,6 +28,7 @@ from producer.servers.bridge_request import (
     encode_reply,
     parse_request,
 )
+from producer.settings import settings as speech_settings
 from tests.clients.servers import Bridge, Producer
 from tests.clients.test_bridge import FOX, RpcClient
 from tests.helpers import Vhost, Worker, rabbitmqctl
@@ -321,7 +321,7 @@ def test_a_request_whose_bridge_dies_twice_is_dead_lettered() -> None:
     vhost = Vhost("speech-hostile").create()
     client, marker = None, ""
     try:
-        for attempt in range(celeryconfig.bridge_delivery_limit + 1):
+        for attempt in range(speech_settings().bridge_delivery_limit + 1):
             # When a bridge takes the request and dies before answering, each time
             killed = BridgeWith(vhost.url).start()
             if attempt == 0:
