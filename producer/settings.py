@@ -57,8 +57,10 @@ class Settings:
     batch_size: int = _from("SPEECH_BATCH_SIZE", 16)
     batch_wait_ms: float = _from("SPEECH_BATCH_WAIT_MS", 0.0)
     batch_max_bytes: int = _from("SPEECH_BATCH_MAX_BYTES", 2 * MIB)
-    # One line per finished task: "keyvalue" (task_id=... queue=asr ...) or "json".
-    task_log_format: str = _from("SPEECH_TASK_LOG_FORMAT", "keyvalue", choices=("keyvalue", "json"))
+    # One line per finished task: "keyvalue" (task_id=... queue=asr ...), "json", or "off".
+    task_log_format: str = _from(
+        "SPEECH_TASK_LOG_FORMAT", "keyvalue", choices=("keyvalue", "json", "off")
+    )
 
     # --- Input limits and timeouts (checked by the producer, and again by the worker) --------
     max_payload_bytes: int = _from("SPEECH_MAX_PAYLOAD_BYTES", 32 * MIB)

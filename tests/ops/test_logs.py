@@ -102,6 +102,6 @@ def test_an_unknown_format_stops_the_worker_with_a_clear_message(own_vhost: Vhos
             raise AssertionError("the worker started with SPEECH_TASK_LOG_FORMAT=xml")
         except RuntimeError:
             pass
-        assert "SPEECH_TASK_LOG_FORMAT) is 'xml'" in worker.log()
+        assert "SPEECH_TASK_LOG_FORMAT='xml': expected one of keyvalue, json, off" in worker.log()
     finally:
         worker.kill()

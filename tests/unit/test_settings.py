@@ -43,7 +43,7 @@ def test_values_are_read_by_their_type() -> None:
         ("SPEECH_HEARTBEAT", "soon", "a number"),
         ("SPEECH_TIMEOUT", "-1", ">= 0"),
         ("SPEECH_SENT_EVENTS", "maybe", "true"),
-        ("SPEECH_TASK_LOG_FORMAT", "xml", "keyvalue, json"),
+        ("SPEECH_TASK_LOG_FORMAT", "xml", "keyvalue, json, off"),
     ],
 )
 def test_a_bad_value_names_its_variable_and_what_it_accepts(
