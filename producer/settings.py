@@ -162,7 +162,12 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """The settings `environ` (default: this process's environment) gives."""
         environ = os.environ if environ is None else environ
-        given = {f.name: _parse(f, environ[env(f)]) for f in fields(cls) if env(f) in environ}
+        # An empty number or switch (`SPEECH_TIMEOUT=` in an .env file) means "unset".
+        given = {
+            f.name: _parse(f, environ[env(f)])
+            for f in fields(cls)
+            if env(f) in environ and (f.type is str or environ[env(f)].strip())
+        }
         made = cls(**given)
         budget = made.gateway_upload_budget
         budget = 8 * made.max_payload_bytes if budget is None else budget

@@ -33,6 +33,11 @@ def test_values_are_read_by_their_type() -> None:
     )  # fmt: skip
     assert (s.gateway_upload_budget, s.gateway_client_uploads) == (8000, 300)
     assert s.task_log_format == "json"
+    # an empty number or switch is unset (an .env line `SPEECH_TIMEOUT=`); a string is kept
+    blank = Settings.from_env(
+        {"SPEECH_TIMEOUT": "", "SPEECH_SENT_EVENTS": " ", "SPEECH_API_KEY": ""}
+    )
+    assert (blank.default_timeout, blank.sent_events, blank.api_key) == (60.0, True, "")
 
 
 @pytest.mark.parametrize(
