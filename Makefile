@@ -39,7 +39,7 @@ demo: broker
 	  $(PY) -m producer asr $$f; \
 	done
 
-test: broker postgres system-deps test-clients
+test: broker postgres system-deps test-clients docker-deps
 	$(PY) -m pytest
 
 # The job store's PostgreSQL tests need a server on 127.0.0.1:5432 (SPEECH_TEST_POSTGRES):
