@@ -9,6 +9,7 @@ import pytest
 
 from tests.docker.calls import save_figures
 from tests.docker.stack import build_images, remove_images
+from tests.helpers import ARTIFACTS
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,7 @@ def images() -> Iterator[str]:
     # starts one first).
     done = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, f"no Docker engine (make docker-deps): {done.stderr}"
+    (ARTIFACTS / "docker-figures.json").unlink(missing_ok=True)  # this run's figures only
     started = time.monotonic()
     log = build_images()
     figures = {"seconds": round(time.monotonic() - started, 1)}
