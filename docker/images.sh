@@ -138,9 +138,26 @@ env_file() {
   while IFS= read -r line; do
     case "$line" in
       *=change-me*) echo "${line%%=*}=$(secret "${line%%=*}")" ;;
+      SPEECH_*_PORT*=*) echo "${line%%=*}=$(host_port "${line%%=*}" "${line#*=}")" ;;
       *) echo "$line" ;;
     esac
   done < docker/.env.example > "$ENV_FILE"
+}
+
+host_port() {  # name default: the default, or a free port when this host already uses it
+  "$PYTHON" - "$1" "$2" <<'PY'
+import socket, sys
+name, port = sys.argv[1], int(sys.argv[2])
+with socket.socket() as probe:
+    taken = probe.connect_ex(("127.0.0.1", port)) == 0
+if taken:
+    with socket.socket() as free:
+        free.bind(("", 0))
+        chosen = free.getsockname()[1]
+    print(f"images: port {port} is in use on this host: {name}={chosen}", file=sys.stderr)
+    port = chosen
+print(port)
+PY
 }
 
 secret() {  # letters and digits only: passwords go into URLs

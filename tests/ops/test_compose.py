@@ -1,6 +1,7 @@
 """The docker deployment's files, validated by Debian's docker-compose (tests/docker runs them)."""
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -348,3 +349,31 @@ def test_without_a_cookie_the_cluster_does_not_render(tmp_path: Path) -> None:
 def _env_example() -> dict[str, str]:
     lines = ENV_EXAMPLE.read_text().splitlines()
     return dict(x.split("=", 1) for x in lines if "=" in x and not x.startswith("#"))
+
+
+def _made_env(path: Path) -> dict[str, str]:
+    """What `make up` writes to docker/.env when there is none (docker/images.sh env)."""
+    done = subprocess.run(
+        ["docker/images.sh", "env"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SPEECH_ENV_FILE": str(path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = path.read_text().splitlines()
+    return dict(x.split("=", 1) for x in lines if "=" in x and not x.startswith("#"))
+
+
+def test_make_up_makes_an_env_file_with_fresh_secrets_and_free_ports(tmp_path: Path) -> None:
+    first, second = _made_env(tmp_path / "a.env"), _made_env(tmp_path / "b.env")
+    example = _env_example()
+    assert set(first) == set(example)
+    secrets = {k for k, v in example.items() if v.startswith("change-me")}
+    assert secrets >= {"RABBITMQ_PASSWORD", "SPEECH_API_KEY", "RABBITMQ_CLUSTER_COOKIE"}
+    for key in secrets:
+        assert "change-me" not in first[key] and first[key] != second[key], key
+    # a default port this host already uses (its own RabbitMQ on 5672) is replaced
+    for key in ("SPEECH_AMQP_PORT", "SPEECH_GATEWAY_PORT"):
+        port = int(first[key])
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0 or port != int(example[key]), key
+    assert _config(tmp_path / "a.env").returncode == 0
+    assert (tmp_path / "a.env").stat().st_mode & 0o077 == 0  # secrets: the owner's only
