@@ -1,6 +1,7 @@
-"""The docker deployment, validated by Debian's docker-compose (no Docker engine runs here)."""
+"""The docker deployment's files, validated by Debian's docker-compose (tests/docker runs them)."""
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ CLUSTER = REPO / "docker" / "docker-compose.cluster.yml"
 PLUGINS = REPO / "docker" / "docker-compose.plugins.yml"
 CLUSTER_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
 ENV_EXAMPLE = REPO / "docker" / ".env.example"
-INFRA = {"rabbitmq", "flower"}
+INFRA = {"rabbitmq", "flower", "gateway", "bridge", "postgres"}
+SERVERS = {"flower", "gateway", "bridge"}  # the server image
 NODES = ("rabbitmq", "rabbitmq2", "rabbitmq3")
 # The algorithms docker-compose.yml serves: the built-ins (plugins come in an override).
 BUILTIN_QUEUES = tuple(a.name for a in BUILTINS)
@@ -24,7 +26,7 @@ BUILTIN_QUEUES = tuple(a.name for a in BUILTINS)
 
 def _config(env_file: Path, *overrides: Path) -> subprocess.CompletedProcess[str]:
     # Only the env file may provide the deployment's variables.
-    prefixes = ("RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_", "SPEECH_PLUGINS")
+    prefixes = ("RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_", "SPEECH_", "POSTGRES_", "BASE_IMAGE")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     files = [arg for path in (COMPOSE, *overrides) for arg in ("-f", str(path))]
     return subprocess.run(
@@ -80,12 +82,58 @@ def test_workers_scale_health_check_and_restart(config: dict[str, Any]) -> None:
             assert service["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
             assert service["build"]["dockerfile"] == "docker/Dockerfile"
             assert service["build"]["target"] == "worker", name
-    assert config["services"]["flower"]["build"]["target"] == "server"
+    for name in SERVERS:
+        assert config["services"][name]["build"]["target"] == "server", name
+        assert config["services"][name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+
+
+def test_every_service_has_its_own_health_check(config: dict[str, Any]) -> None:
+    services = config["services"]
+    checks = {name: " ".join(s["healthcheck"]["test"]) for name, s in services.items()}
+    assert "rabbitmq-diagnostics" in checks["rabbitmq"]
+    assert "/healthcheck" in checks["flower"]
+    assert "healthcheck.py gateway" in checks["gateway"]  # GET /v1/health of the process
+    assert "healthcheck.py bridge" in checks["bridge"]
+    assert "pg_isready" in checks["postgres"]
+    for queue in BUILTIN_QUEUES:  # a worker pings its own node
+        assert 'inspect ping -d "$${QUEUE}@$${HOSTNAME}"' in checks[queue], queue
+        assert services[queue]["environment"]["QUEUE"] == queue
+
+
+def test_the_doors_run_with_their_state_on_volumes(config: dict[str, Any]) -> None:
+    services = config["services"]
+    gateway, bridge = services["gateway"], services["bridge"]
+    assert gateway["command"][:4] == ["python", "-m", "producer", "serve"]
+    assert bridge["command"] == ["python", "-m", "producer", "bridge"]
+    env = gateway["environment"]
+    assert env["SPEECH_API_KEY"] == _env_example()["SPEECH_API_KEY"]
+    assert env["SPEECH_DATA_DIR"] == "/data"  # absolute: the image's user owns only /data
+    assert _volume_source(gateway["volumes"][0]) == "gateway-data"
+    assert services["postgres"]["profiles"] == ["postgres"]  # optional: shared job store
+    assert bridge["environment"]["CELERY_BROKER_URL"] == env["CELERY_BROKER_URL"]
+
+
+def test_host_ports_come_from_the_env_file(tmp_path: Path) -> None:
+    # Given other host ports in docker/.env (the stack beside another RabbitMQ)
+    ports = {"SPEECH_AMQP_PORT": 35001, "SPEECH_MANAGEMENT_PORT": 35002,
+             "SPEECH_FLOWER_PORT": 35003, "SPEECH_GATEWAY_PORT": 35004}  # fmt: skip
+    env = tmp_path / "ports.env"
+    lines = [x for x in ENV_EXAMPLE.read_text().splitlines() if x.split("=")[0] not in ports]
+    env.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in ports.items())]) + "\n")
+    services = _load(env)["services"]
+    published = {
+        int(str(p).split(":")[-2]) if isinstance(p, str) else int(p["published"])
+        for name in ("rabbitmq", "flower", "gateway")
+        for p in services[name]["ports"]
+    }
+    # Then those are the ports published, and only those
+    assert published == set(ports.values())
 
 
 def test_rabbitmq_uses_the_env_file_account_and_a_named_volume(config: dict[str, Any]) -> None:
     rabbit = config["services"]["rabbitmq"]
-    assert rabbit["image"].startswith("rabbitmq:") and rabbit["image"].endswith("-management")
+    # the official management image unless RABBITMQ_IMAGE names another (make images)
+    assert rabbit["image"] == "rabbitmq:3.13-management"
     user = rabbit["environment"]["RABBITMQ_DEFAULT_USER"]
     assert user and user != "guest"
     assert _volume_source(rabbit["volumes"][0]) == "rabbitmq-data"
@@ -123,14 +171,25 @@ def test_the_image_is_built_from_what_the_repository_ships() -> None:
     for role in ("worker", "server"):
         stage = stages[role]
         lock = f"requirements/{role}.txt"
-        assert f"COPY {lock}" in stage and f"-r {lock}" in stage, role  # its role's set only
+        deps = stages[f"{role}-deps"]
+        assert f"COPY {lock}" in deps and f"-r {lock}" in deps, role  # its role's set only
+        assert "requirements.txt" not in deps.replace(lock, ""), role
         assert "requirements.txt" not in stage.replace(lock, ""), role
         for path in ("celeryconfig.py", "flowerconfig.py", "tasks/", "producer/", lock):
             assert f"COPY {path}" in stage or f" {path} " in stage, (role, path)
             assert (REPO / path).exists(), path
     assert "warm_models" in stages["worker"] and "warm_models" not in stages["server"]
     assert "warm_models(list(celeryconfig.ALGORITHMS))" in dockerfile  # models baked in
-    assert "download.pytorch.org/whl/cpu" in dockerfile  # never the CUDA build
+    # Locked sets only from the wheelhouse (`make wheelhouse`), no index: behind a firewall
+    for role in ("worker", "server"):
+        deps = stages[f"{role}-deps"]
+        assert "COPY docker/wheelhouse/ /wheels/" in deps, role
+        assert f"pip install --no-index --find-links /wheels -r requirements/{role}.txt" in deps
+        assert f"COPY --from={role}-deps /opt/venv /opt/venv" in stages[role], role
+    assert "torch==2.13.0+cpu" in (REPO / "requirements" / "worker.txt").read_text()  # not CUDA
+    assert "\nARG BASE_IMAGE=python:3.11-slim-bookworm\n" in dockerfile
+    assert "USER speech" in stages["worker"] and "USER speech" in stages["server"]  # non-root
+    assert "SPEECH_DATA_DIR=/data" in stages["server"]  # never relative to /app
     assert "docker/.env\n" in (REPO / ".dockerignore").read_text()
 
 
@@ -197,7 +256,7 @@ def test_plugins_named_in_the_env_file_go_into_every_image(tmp_path: Path) -> No
     # Then every image built, the server's and the workers', is given them
     services = _load(env, PLUGINS)["services"]
     built = {name: s["build"] for name, s in services.items() if "build" in s}
-    assert set(built) == set(services) - {"rabbitmq"}
+    assert set(built) == set(services) - {"rabbitmq", "postgres"}
     assert {b["args"]["PLUGINS"] for b in built.values()} == {specs}
     assert {b["target"] for b in built.values()} == {"worker", "server"}
 
@@ -290,3 +349,31 @@ def test_without_a_cookie_the_cluster_does_not_render(tmp_path: Path) -> None:
 def _env_example() -> dict[str, str]:
     lines = ENV_EXAMPLE.read_text().splitlines()
     return dict(x.split("=", 1) for x in lines if "=" in x and not x.startswith("#"))
+
+
+def _made_env(path: Path) -> dict[str, str]:
+    """What `make up` writes to docker/.env when there is none (docker/images.sh env)."""
+    done = subprocess.run(
+        ["docker/images.sh", "env"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SPEECH_ENV_FILE": str(path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = path.read_text().splitlines()
+    return dict(x.split("=", 1) for x in lines if "=" in x and not x.startswith("#"))
+
+
+def test_make_up_makes_an_env_file_with_fresh_secrets_and_free_ports(tmp_path: Path) -> None:
+    first, second = _made_env(tmp_path / "a.env"), _made_env(tmp_path / "b.env")
+    example = _env_example()
+    assert set(first) == set(example)
+    secrets = {k for k, v in example.items() if v.startswith("change-me")}
+    assert secrets >= {"RABBITMQ_PASSWORD", "SPEECH_API_KEY", "RABBITMQ_CLUSTER_COOKIE"}
+    for key in secrets:
+        assert "change-me" not in first[key] and first[key] != second[key], key
+    # a default port this host already uses (its own RabbitMQ on 5672) is replaced
+    for key in ("SPEECH_AMQP_PORT", "SPEECH_GATEWAY_PORT"):
+        port = int(first[key])
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0 or port != int(example[key]), key
+    assert _config(tmp_path / "a.env").returncode == 0
+    assert (tmp_path / "a.env").stat().st_mode & 0o077 == 0  # secrets: the owner's only
