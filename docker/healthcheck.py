@@ -12,20 +12,21 @@ Workers are checked by `celery inspect ping` of their own node (docker-compose.y
 """
 
 import json
-import os
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from producer.brokers import broker_urls
+from producer.settings import settings
+
 TIMEOUT = 5.0
 
 
 def gateway() -> str | None:
-    port = os.environ.get("SPEECH_GATEWAY_PORT", "8000")
+    port, key = settings().gateway_port, settings().api_key
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/health")
-    key = os.environ.get("SPEECH_API_KEY")
     if key:
         request.add_header("X-API-Key", key)
     try:
@@ -42,9 +43,7 @@ def gateway() -> str | None:
 
 
 def _broker_ports() -> set[int]:
-    from producer.brokers import broker_urls
-
-    urls = broker_urls(os.environ.get("CELERY_BROKER_URL", ""))
+    urls = broker_urls(settings().broker_url)
     return {urllib.parse.urlsplit(url).port or 5672 for url in urls}
 
 
@@ -68,11 +67,10 @@ def bridge() -> str | None:
         return "the bridge holds no connection to the broker"
     import pika
 
-    from producer.brokers import broker_urls
     from producer.servers.bridge import pika_parameters
 
     errors = []
-    for url in broker_urls(os.environ.get("CELERY_BROKER_URL", "")):
+    for url in broker_urls(settings().broker_url):
         params = pika_parameters(url)
         params.socket_timeout = params.blocked_connection_timeout = TIMEOUT
         params.connection_attempts, params.retry_delay = 1, 0
