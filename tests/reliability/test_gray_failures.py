@@ -184,7 +184,11 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
                 # (a job submitted meanwhile is taken, and waits for the broker)
                 job_id = submit(gateway.url, "asr", FOX)
                 time.sleep(ALARM_S)
-                job_during = job(gateway.url, job_id)["state"]
+                # (the runner takes it every few seconds, meets the alarm and gives it back)
+                job_during = set()
+                for _ in range(10):
+                    job_during.add(job(gateway.url, job_id)["state"])
+                    time.sleep(0.2)
                 # Then the gateway answers 503 with Retry-After
                 res = httpx.post(
                     f"{gateway.url}/v1/asr",
@@ -215,7 +219,8 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
         assert res.status_code == 503 and res.headers.get("Retry-After"), res.text
         assert res.json()["error"]["type"] == "BrokerBlocked", res.text
         # And the job stayed queued through the alarm, then ran
-        assert job_during == "queued" and finished["state"] == "done", (job_during, finished)
+        assert "queued" in job_during <= {"queued", "running"}, job_during
+        assert finished["state"] == "done", finished
         _check(report, {"BrokerBlocked", "CallTimeout"})
         # And service resumed as soon as the alarm cleared, through the same Client
         assert back_in < 5.0, back_in
