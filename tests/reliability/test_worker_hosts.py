@@ -17,7 +17,7 @@ import pytest
 import celeryconfig
 from producer import Client
 from tests.cluster import Cluster
-from tests.helpers import Worker
+from tests.helpers import Worker, wait_for
 from tests.hosts import Host, Network
 from tests.reliability.conftest import record
 from tests.reliability.load import Load
@@ -37,6 +37,13 @@ RECEIVED = re.compile(r"Task (\S+)\[([0-9a-f-]+)\] received")
 
 def _received(worker: Worker) -> set[str]:
     return {task_id for _, task_id in RECEIVED.findall(worker.log())}
+
+
+def _until_both_serve(*workers: Worker) -> None:
+    """Wait until the load reached every one of `workers` (20 requests each)."""
+    wait_for(
+        lambda: min(len(_received(w)) for w in workers) >= 20, 30, "the load on both hosts", 0.2
+    )
 
 
 @pytest.fixture
@@ -61,10 +68,7 @@ def test_kill_one_of_two_worker_hosts_mid_load(network: Network, broker_url: str
         timeouts = {"ping_timeout": CALL_TIMEOUT_S, "asr_timeout": CALL_TIMEOUT_S}
         # And steady load that both of them serve
         with Client(broker_url) as client, Load(client, **timeouts) as load:
-            deadline = time.monotonic() + 30
-            while min(len(_received(victim)), len(_received(survivor))) < 20:
-                assert time.monotonic() < deadline, "the load did not reach both hosts"
-                time.sleep(0.2)
+            _until_both_serve(victim, survivor)
             # When one machine vanishes (link down, then every process SIGKILLed)
             before = _received(victim)
             killed_at = time.monotonic()
@@ -107,10 +111,7 @@ def test_a_worker_host_cut_off_longer_than_the_heartbeat_rejoins(
     try:
         timeouts = {"ping_timeout": CALL_TIMEOUT_S, "asr_timeout": CALL_TIMEOUT_S}
         with Client(broker_url) as client, Load(client, **timeouts) as load:
-            deadline = time.monotonic() + 30
-            while min(len(_received(cut)), len(_received(other))) < 20:
-                assert time.monotonic() < deadline, "the load did not reach both hosts"
-                time.sleep(0.2)
+            _until_both_serve(cut, other)
             # When one machine's network is cut for longer than the heartbeat (its worker
             # runs on, unable to answer or to hear from the broker), then comes back
             before = _received(cut)
