@@ -384,7 +384,8 @@ class Client:
                     f" the call's timeout ({exc})"
                 ) from None
             except (MessageNacked, OperationalError, OSError) as exc:
-                if not _refused_by_broker(exc):
+                nack = _nack(exc)
+                if nack is None:
                     raise BrokerUnavailable(
                         f"cannot reach RabbitMQ at {self._where()}: {exc}"
                     ) from exc
@@ -401,7 +402,7 @@ class Client:
                         " full: is a broker node down and the queue without a leader?"
                     ) from None
                 # The node that nacked may be cut off from the queue's majority: try another
-                nacked_on = _nacked_on(exc)
+                nacked_on = getattr(nack, "node_url", None)
                 if nacked_on is not None:
                     self.nodes.leave(
                         nacked_on, f"nacked a publish to {queue!r}, not full", soft=True
@@ -474,20 +475,12 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def _nacked_on(exc: BaseException | None) -> str | None:
-    """The broker URL whose node nacked the publish (producer.links names it), if known."""
+def _nack(exc: BaseException | None) -> MessageNacked | None:
+    """The broker's nack behind `exc` (a full queue with reject-publish, or a queue without
+    a leader it can reach), if any: kombu sometimes wraps it in its own OperationalError.
+    producer.links names the node that nacked (`node_url`)."""
     while exc is not None:
         if isinstance(exc, MessageNacked):
-            return getattr(exc, "node_url", None)
+            return exc
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-def _refused_by_broker(exc: BaseException | None) -> bool:
-    """Did the broker nack the publish (a full queue with reject-publish)? kombu sometimes
-    wraps the nack in its own OperationalError."""
-    while exc is not None:
-        if isinstance(exc, MessageNacked):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
