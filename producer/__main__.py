@@ -1,5 +1,5 @@
 import sys
 
-from producer.cli import main
+from producer.cli.main import main
 
 sys.exit(main())

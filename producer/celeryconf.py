@@ -5,8 +5,8 @@ directly, so queue names, routes, serializers and limits are the same on both si
 Lowercase names are Celery's own settings or the platform's (read as `app.conf.<name>`).
 """
 
-from producer.algorithms import task_name as _task_name
-from producer.catalog import catalog as _catalog_of_installed
+from producer.algorithms.catalog import catalog as _catalog_of_installed
+from producer.algorithms.declare import task_name as _task_name
 from producer.settings import settings as _settings
 from producer.topology import algorithm_queue as _queue
 
@@ -14,8 +14,9 @@ _s = _settings()
 
 # --- Topology -------------------------------------------------------------------------
 # Every algorithm has its own durable queue, bound to one durable direct exchange with
-# routing key = queue name. The algorithms are declared in producer/builtins.py (built-ins)
-# and by installed plugins (entry points "speech.algorithms"): see producer/algorithms.py.
+# routing key = queue name. The algorithms are declared in producer/algorithms/builtins.py
+# (built-ins) and by installed plugins (entry points "speech.algorithms"): see
+# producer/algorithms/declare.py.
 # An operation is a task, `speech.<algorithm>` or `speech.<algorithm>.<operation>`.
 _catalog = _catalog_of_installed()
 ALGORITHMS = _catalog.names
@@ -101,7 +102,7 @@ worker_hijack_root_logger = False
 # after which the parent SIGKILLs the child and forks another, forever.
 worker_proc_alive_timeout = _s.proc_alive_timeout
 
-# --- Batched inference (operations declared with `batch=`, producer/algorithms.py) -------
+# --- Batched inference (operations declared with `batch=`, producer/algorithms/declare.py) -------
 batch_size = _s.batch_size
 batch_wait_ms = _s.batch_wait_ms
 batch_max_bytes = _s.batch_max_bytes

@@ -3,7 +3,7 @@ algorithm: the built-ins asr, vad, speaker, features, denoise, and every install
 """
 
 import tasks.logs  # noqa: F401  (one log line per task)
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
 from tasks import ping, plugins  # noqa: F401  (speech.ping; plugin errors said at start)
 from tasks.base import app, register
 

@@ -1,6 +1,6 @@
 """The Celery app of the workers, and the tasks made from the algorithms' declarations.
 
-Every operation of every algorithm in the catalog (producer.algorithms: built-ins and
+Every operation of every algorithm in the catalog (producer.algorithms.declare: built-ins and
 plugins) becomes a task here. Heavy libraries (numpy, soundfile, pocketsphinx, torch, a
 plugin's model) are imported by the algorithms' functions, never at `import tasks` time;
 models are built and warmed once per worker process, after the fork, before its first
@@ -15,8 +15,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from producer.algorithms import Algorithm, Operation, resolve, task_name
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import Algorithm, Operation, resolve, task_name
 from producer.errors import InvalidOptions, ResultTooLarge
 
 log = logging.getLogger("speech.worker")

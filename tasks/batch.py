@@ -1,6 +1,6 @@
 """Batched inference: requests of one operation that arrive together run in one pass.
 
-For an operation declared with `batch="module:function"` (producer/algorithms.py) the
+For an operation declared with `batch="module:function"` (producer/algorithms/declare.py) the
 worker's main process holds the requests it receives instead of handing each to the pool
 at once. A batch leaves for a pool process when one is free (after `batch_wait_ms`, 0 by
 default) or when it is full (`batch_size`, capped by the declaration's `max_batch`); the
@@ -38,15 +38,15 @@ from celery.utils.imports import symbol_by_name
 from celery.worker import state as worker_state
 from celery.worker.request import create_request_cls
 
-from producer.algorithms import Operation, resolve
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import Operation, resolve
 from tasks.base import app, batch_made, decode_clips
 
 log = logging.getLogger("speech.worker")
 
 
 def operation_key(task_name: str) -> str:
-    """ "speaker.embed" for the task "speech.speaker.embed" (producer.algorithms.task_name)."""
+    """ "speaker.embed" for the task "speech.speaker.embed" (see `declare.task_name`)."""
     return task_name.split(".", 1)[1]
 
 

@@ -24,7 +24,7 @@ def _db(energy: float) -> float:
 def reduce(
     samples: np.ndarray, *, stationary: bool, prop_decrease: float, format: str
 ) -> dict[str, Any]:
-    """Gate the noise out of 16 kHz mono samples (options as in producer/builtins.py).
+    """Gate the noise out of 16 kHz mono samples (options as in producer/algorithms/builtins.py).
 
     Returns the cleaned samples and how much was removed: the removed signal's level
     (dBFS) and its share of the input's energy (dB, 0 = everything removed).

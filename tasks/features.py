@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from producer.arrays import pack
+from producer.algorithms.arrays import pack
 from producer.errors import InvalidOptions
 from tasks.audio import SAMPLE_RATE
 
@@ -43,7 +43,7 @@ def extract(
     samples: np.ndarray, *, include: list[str], n_mfcc: int, n_mels: int, hop: int
 ) -> dict[str, Any]:
     """The chosen features of 16 kHz mono samples, as float32 numpy arrays. Options as
-    declared in producer/builtins.py (`include` in KINDS order), checked there.
+    declared in producer/algorithms/builtins.py (`include` in KINDS order), checked there.
 
     mfcc: (n_mfcc, frames); logmel: (n_mels, frames) in dB re the clip's peak;
     f0: (frames,) Hz with NaN where unvoiced, plus voiced_probability; rms: (frames,).

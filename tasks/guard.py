@@ -99,7 +99,7 @@ def onward(message: Any) -> str:
 def batched(task: Task, app: Any, consumer: Any, handle: Any) -> Any:
     """`handle`, or for an operation declared with a batch function, a tasks.batch.Batcher
     that sends its requests to the pool in batches (and the others to `handle`)."""
-    from producer.catalog import catalog
+    from producer.algorithms.catalog import catalog
     from tasks.batch import Batcher, batch_size, operation_key
 
     if not task.name.startswith("speech.") or task.name == ANYWHERE:

@@ -1,4 +1,4 @@
-"""What a worker says about plugins (producer.algorithms) when it starts.
+"""What a worker says about plugins (producer.algorithms.declare) when it starts.
 
 A plugin that fails to import leaves the rest of the platform running: a worker of other
 queues logs which plugin failed and why, and serves on. A worker asked for a queue that no
@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import signals
 
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
 
 log = logging.getLogger("speech.worker")
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from producer.arrays import pack
+from producer.algorithms.arrays import pack
 from producer.errors import InvalidAudio
 from tasks.audio import SAMPLE_RATE
 

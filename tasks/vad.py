@@ -87,7 +87,7 @@ def detect(
     samples: np.ndarray, *, threshold: float, min_speech: float, min_silence: float, pad: float
 ) -> dict[str, Any]:
     """Speech segments of 16 kHz mono float samples: {"segments", "duration", ...}.
-    Options as declared in producer/builtins.py (threshold at least HYSTERESIS)."""
+    Options as declared in producer/algorithms/builtins.py (threshold at least HYSTERESIS)."""
     opts = {
         "threshold": threshold,
         "min_speech": min_speech,

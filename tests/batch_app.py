@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 import tasks  # noqa: F401  (the platform's tasks and signals)
-from producer.algorithms import Algorithm, Operation
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import Algorithm, Operation
 from producer.topology import algorithm_queue
 from tasks.base import app, register
 

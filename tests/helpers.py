@@ -54,7 +54,7 @@ class Vhost:
 def options(key: str, **given: Any) -> dict[str, Any]:
     """`given` checked against operation `key`'s declaration, with its defaults: the
     keyword arguments the worker passes to the algorithm's function."""
-    from producer.catalog import catalog
+    from producer.algorithms.catalog import catalog
 
     declared = catalog().operation(key)
     assert declared is not None, key
@@ -90,9 +90,9 @@ def free_port() -> int:
 
 
 def loaded_modules(candidates: tuple[str, ...]) -> list[str]:
-    """Which of `candidates` a fresh interpreter has loaded after `import producer.cli`."""
+    """Which of `candidates` a fresh interpreter has loaded after `import producer.cli.main`."""
     code = (
-        "import sys, producer, producer.cli; "
+        "import sys, producer, producer.cli.main; "
         f"print(','.join(sorted(m for m in {candidates!r} if m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

@@ -1,5 +1,5 @@
 """What the gateway's OpenAPI document must say, checked against the declarations that
-GET /v1/algorithms answers (producer.algorithms.Algorithm.describe). Structural checks:
+GET /v1/algorithms answers (producer.algorithms.declare.Algorithm.describe). Structural checks:
 openapi-spec-validator is not among the test tools (requirements/dev.in)."""
 
 import json

@@ -2,7 +2,7 @@
 
 A request is published on the default exchange to the durable queue `rpc.<algorithm>`
 (`rpc.<algorithm>.<operation>` for algorithms with several, e.g. `rpc.speaker.verify`;
-`rpc.transcribe` for a recording of any length, see producer/operations.py)
+`rpc.transcribe` for a recording of any length, see producer/servers/operations.py)
 with `reply_to` and `correlation_id` set, its body a msgpack map
 `{"audio": <bin> or [<bin>, ...], "options": {...}, "timeout": <seconds, optional>}`.
 The reply goes to `reply_to` (a named queue or RabbitMQ's direct reply-to) with the
@@ -49,10 +49,10 @@ from pika.exceptions import (
 )
 from pika.spec import Basic, BasicProperties
 
-from producer import wire
 from producer.brokers import broker_urls, safe_url, virtual_host
-from producer.client import Client
+from producer.client.core import Client
 from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
+from producer.servers import wire
 from producer.servers.bridge_request import (
     MAX_ERROR_CHARS,
     Request,

@@ -15,10 +15,10 @@ from typing import Any
 
 import msgpack
 
-from producer import wire
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.options import check_timeout, clips_for
 from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge, SpeechError
-from producer.options import check_timeout, clips_for
+from producer.servers import wire
 from producer.settings import settings
 
 REQUEST_KEYS = {"audio", "options", "timeout"}

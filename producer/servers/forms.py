@@ -25,7 +25,7 @@ logging.getLogger("python_multipart").setLevel(logging.ERROR)
 MULTIPART_SLACK = 64 * 1024
 # Bytes of headers in one part (Content-Disposition, Content-Type): a name and a filename.
 MAX_PART_HEADER_BYTES = 4096
-# Bytes in one option field (options are short: see producer.options.MAX_OPTION_CHARS).
+# Bytes in one option field (options are short: see producer.algorithms.options.MAX_OPTION_CHARS).
 MAX_FIELD_BYTES = 4096
 # The field that carries a clip.
 AUDIO_FIELD = "audio"

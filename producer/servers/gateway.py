@@ -4,14 +4,14 @@ POST /v1/{algorithm} takes audio as the request body (Content-Type audio/* or
 application/octet-stream) or as the `audio` field of a multipart upload; options come as
 query parameters or form fields (JSON literals are decoded: `?threshold=0.6` is a number).
 The call goes through producer.Client, so timeouts, limits and errors are the library's;
-errors answer {"error": {"type", "message"}} with the status from producer.wire, every
+errors answer {"error": {"type", "message"}} with the status from producer.servers.wire, every
 one of them: framework errors, bugs (500) and requests too malformed to parse as HTTP too.
 
 The body is counted while it arrives (producer.servers.forms) and refused at the first byte past
 the limit, in memory, never spooled to disk; the API key, the algorithm and the options in
 the query are checked before any of it is read, and an answer sent before the whole body
 came closes the connection instead of reading the rest. Options are typed before use
-(producer.options): a wrong one is a 400 naming it, before anything is published.
+(producer.algorithms.options): a wrong one is a 400 naming it, before anything is published.
 
 The Client blocks while it waits, so calls run in a thread pool: one slow call never
 holds up the event loop, and each pool thread has its own reply queue in the Client.
@@ -40,12 +40,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from producer import wire
-from producer.client import Client
+from producer.algorithms.options import check_timeout, clips_for, fields_for, parse_options
+from producer.client.core import Client
 from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
-from producer.options import check_timeout, clips_for, fields_for, parse_options
 from producer.servers import jobs as recordings
-from producer.servers import openapi
+from producer.servers import openapi, wire
 from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
 from producer.settings import settings
 

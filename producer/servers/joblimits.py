@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from producer import wire
 from producer.errors import JobExpired, StorageFull, TooManyRequests
+from producer.servers import wire
 
 ACTIVE = "state IN ('queued', 'running')"
 

@@ -36,7 +36,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from producer import operations, wire
 from producer.errors import (
     BrokerBlocked,
     BrokerUnavailable,
@@ -44,6 +43,7 @@ from producer.errors import (
     SpeechError,
     StoreUnavailable,
 )
+from producer.servers import operations, wire
 from producer.servers.jobstore import Job, JobStore
 from producer.servers.spool import remove_orphans, tag
 

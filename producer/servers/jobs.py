@@ -32,10 +32,10 @@ from fastapi import FastAPI, Request
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 
-from producer import operations, wire
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.options import check_timeout, clips_for
 from producer.errors import InvalidAudio, InvalidInput, UnknownJob
-from producer.options import check_timeout, clips_for
+from producer.servers import operations, wire
 from producer.servers.forms import UploadBudget
 from producer.servers.jobrunner import JobRunner
 from producer.servers.jobstore import JobStore

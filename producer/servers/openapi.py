@@ -2,7 +2,7 @@
 
 Every request is served by the gateway's one route, `POST /v1/{algorithm}`, which reads
 the body as it arrives and types the options itself (producer.servers.forms,
-producer.options). The document describes what that route accepts for each operation of
+producer.algorithms.options). The document describes what that route accepts for each operation of
 the catalog, built-ins and plugins alike: `POST /v1/vad`, `POST /v1/speaker.verify`,
 `POST /v1/kws`, each with its options as typed query parameters and its clips as the
 request body. It is made once, when the app is created, from the declarations.
@@ -18,8 +18,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from producer.algorithms import MAX_LIST_ITEMS, Algorithm, Operation, Option
-from producer.catalog import Catalog
+from producer.algorithms.catalog import Catalog
+from producer.algorithms.declare import MAX_LIST_ITEMS, Algorithm, Operation, Option
 from producer.settings import settings
 
 # The generic route: its generated operation lends each operation path its errors and
@@ -120,7 +120,7 @@ def path_operation(
 
 
 def option_schema(option: Option) -> dict[str, Any]:
-    """The JSON schema of the values `option` takes (producer.algorithms.Option.check)."""
+    """The JSON schema of the values `option` takes (producer.algorithms.declare.Option.check)."""
     kind = option.kind
     schema: dict[str, Any]
     if kind in ("number", "integer"):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import celeryconfig
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
 from tests.clients.servers import Gateway
 from tests.helpers import ARTIFACTS, DATA, TRANSCRIPTS, Vhost, Worker, word_errors
 from tests.openapi_checks import check_document

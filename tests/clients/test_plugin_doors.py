@@ -14,7 +14,7 @@ import msgpack
 import pytest
 from playwright.sync_api import Browser, expect
 
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
 from tests.clients.servers import Bridge, Gateway
 from tests.clients.test_bridge import RpcClient
 from tests.helpers import DATA, REPO, Worker

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from playwright.sync_api import Browser, Page, expect
 
-from producer import wire
+from producer.servers import wire
 from tests.clients.jobs_helpers import SENTENCES, job_gateway, recording
 from tests.clients.servers import Gateway
 from tests.helpers import ARTIFACTS, DATA, TRANSCRIPTS, Worker, word_errors

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from producer import Client
-from producer.builtins import BUILTINS
+from producer.algorithms.builtins import BUILTINS
 from producer.servers.jobrunner import verify
 from tests.clients.jobs_helpers import recording
 from tests.docker.calls import Batch, BridgeClient, Gateway, Receiver, save_figures

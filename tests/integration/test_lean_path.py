@@ -1,6 +1,6 @@
 """The Client's lean call path: task-sent events published apart from the calls and in
 groups, queues declared once per Client rather than per publish, task messages published
-by producer.publishing as Celery would send them."""
+by producer.client.publishing as Celery would send them."""
 
 import threading
 import time
@@ -13,8 +13,9 @@ from kombu import Connection, Exchange, Queue
 from kombu.serialization import dumps
 
 import celeryconfig
-from producer import CallTimeout, Client, publishing
-from producer.publishing import LeanAMQP
+from producer import CallTimeout, Client
+from producer.client import publishing
+from producer.client.publishing import LeanAMQP
 from tests.helpers import Vhost, Worker, wait_for
 
 
@@ -98,7 +99,7 @@ def test_the_events_of_many_calls_travel_in_a_few_messages(own_vhost: Vhost) -> 
 def test_the_lean_publish_sends_the_message_celery_would(
     own_vhost: Vhost, serialised: list[object]
 ) -> None:
-    # Given the Client's app (producer.publishing.LeanAMQP) and a plain Celery app
+    # Given the Client's app (producer.client.publishing.LeanAMQP) and a plain Celery app
 
     plain = Celery("plain", set_as_current=False)
     plain.config_from_object(celeryconfig)

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from producer import BrokerUnavailable, CallTimeout, Client, InvalidInput
-from producer.replies import REPLY_QUEUE_PREFIX
+from producer.client.replies import REPLY_QUEUE_PREFIX
 from tests.helpers import DATA, Vhost, Worker, wait_for
 
 

@@ -65,10 +65,10 @@ def test_transcribe_cli_prints_the_text_and_json(broker_url: str, tmp_path) -> N
 def test_a_recording_longer_than_a_window_is_read_in_windows(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import producer.transcribe
+    import producer.client.transcribe
 
     # Given windows of 8 s, and sentences placed so that some cross a window's edge
-    monkeypatch.setattr(producer.transcribe, "WINDOW_SECONDS", 8.0)
+    monkeypatch.setattr(producer.client.transcribe, "WINDOW_SECONDS", 8.0)
     parts: list = [6.5]
     for name in SENTENCES:
         parts += [clip(name), 4.0]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from producer.builtins import BUILTINS
+from producer.algorithms.builtins import BUILTINS
 from tests.helpers import REPO
 
 COMPOSE = REPO / "docker" / "docker-compose.yml"

@@ -4,7 +4,7 @@ spotter" only measures the clip and echoes its options: the tests are about the 
 
 from typing import Any
 
-from producer.algorithms import Algorithm, Operation, Option
+from producer.algorithms.declare import Algorithm, Operation, Option
 
 ALGORITHM = Algorithm(
     name="echo",

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from producer import Client, InvalidOptions
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
 from tests.clients.servers import Bridge, Gateway
 from tests.clients.test_bridge import RpcClient
 from tests.helpers import DATA, Worker, run_cli
@@ -33,7 +33,8 @@ def test_only_the_fresh_environment_knows_the_plugins(plugin_env: FreshEnv) -> N
     assert set(algorithms["kws"]["operations"]["kws"]["options"]) == {"keywords", "threshold"}
     # Reading the declarations (what every producer does) loads no algorithm stack
     code = (
-        "import sys, producer.cli; from producer.catalog import catalog; catalog(); "
+        "import sys, producer.cli.main; from producer.algorithms.catalog import catalog; "
+        "catalog(); "
         "print(sorted(m for m in ('numpy', 'pocketsphinx', 'speech_kws.spotter') "
         "if m in sys.modules))"
     )

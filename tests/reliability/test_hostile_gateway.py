@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 
 import celeryconfig
 from producer import Client
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.options import CALL_OPTIONS, clips_for, fields_for, parse_options
 from producer.errors import InvalidInput, InvalidOptions
-from producer.options import CALL_OPTIONS, clips_for, fields_for, parse_options
 from producer.servers.forms import MULTIPART_SLACK, FormReader
-from producer.wire import http_status
+from producer.servers.wire import http_status
 from tests.clients.servers import Gateway
 from tests.helpers import DATA, TRANSCRIPTS, Vhost, word_errors
 from tests.reliability.conftest import record

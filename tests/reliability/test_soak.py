@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 
 from producer import Client, SpeechError
-from producer.replies import REPLY_QUEUE_PREFIX
+from producer.client.replies import REPLY_QUEUE_PREFIX
 from tests.helpers import DATA, Vhost, Worker, rabbitmqctl
 from tests.reliability.conftest import record
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from producer.cli_algorithms import jsonable
+from producer.cli.algorithms import jsonable
+from producer.client.transcribe import merge, split_long
 from producer.errors import InvalidOptions
-from producer.transcribe import merge, split_long
 from tasks.base import run_operation
 from tasks.denoise import reduce
 from tasks.features import extract

@@ -4,7 +4,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from producer.arrays import pack, unpack, unpack_all
+from producer.algorithms.arrays import pack, unpack, unpack_all
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from producer.algorithms import MAX_BATCH, AlgorithmError, Operation, resolve
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import MAX_BATCH, AlgorithmError, Operation, resolve
 from tasks.batch import batch_size, operation_key
 from tests.helpers import options
 from tests.signals import clip

@@ -1,4 +1,4 @@
-"""The Celery hooks the Client's reply path builds on (producer/replies.py), checked
+"""The Celery hooks the Client's reply path builds on (producer/client/replies.py), checked
 without a broker, so a Celery upgrade that changes one fails here, by name.
 
 The path uses documented extension points (a result backend named by
@@ -13,7 +13,7 @@ from celery.backends.base import BaseBackend
 from celery.result import AsyncResult
 
 from producer import Client
-from producer.replies import ReplyApp, ReplyBackend, _Waiter
+from producer.client.replies import ReplyApp, ReplyBackend, _Waiter
 
 NO_BROKER = "amqp://guest:guest@127.0.0.1:1//"
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from producer.cli import main
-from producer.cli_call import describe_operation
+from producer.cli.call import describe_operation
+from producer.cli.main import main
 
 
 def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from producer import InvalidInput, InvalidOptions
-from producer.wire import invoke
+from producer.servers.wire import invoke
 
 
 class Recorder:

@@ -5,7 +5,14 @@ import re
 
 import pytest
 
-from producer.describe import MAX_REPR, args_repr, audio_format, describe, human_size, kwargs_repr
+from producer.client.describe import (
+    MAX_REPR,
+    args_repr,
+    audio_format,
+    describe,
+    human_size,
+    kwargs_repr,
+)
 from tasks.logs import format_record
 from tests.helpers import DATA
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from producer.builtins import BUILTINS
-from producer.catalog import Catalog, build_catalog
+from producer.algorithms.builtins import BUILTINS
+from producer.algorithms.catalog import Catalog, build_catalog
 from producer.servers.gateway import create_app
 from producer.servers.openapi import option_schema
 from tests.openapi_checks import check_document
@@ -81,7 +81,7 @@ def test_option_kinds_map_to_json_schema() -> None:
 
 def test_the_bridge_consumes_one_queue_per_catalog_operation() -> None:
     from producer import Client
-    from producer.catalog import catalog
+    from producer.algorithms.catalog import catalog
     from producer.servers.bridge import Bridge
 
     with Client("amqp://guest:guest@127.0.0.1:1//") as client:  # never connected here

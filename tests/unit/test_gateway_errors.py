@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
 from producer.errors import (
     BrokerUnavailable,
     CallTimeout,

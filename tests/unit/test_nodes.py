@@ -1,9 +1,9 @@
-"""The order in which the Client tries the broker's nodes (producer.links.Nodes)."""
+"""The order in which the Client tries the broker's nodes (producer.client.links.Nodes)."""
 
 import pytest
 
-from producer import links
-from producer.links import Nodes
+from producer.client import links
+from producer.client.links import Nodes
 
 A, B, C = (f"amqp://guest:guest@10.0.0.{i}:5672//" for i in (1, 2, 3))
 

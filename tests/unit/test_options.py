@@ -5,8 +5,9 @@ import inspect
 import pytest
 
 import celeryconfig
-from producer.algorithms import resolve
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import resolve
+from producer.algorithms.options import clips_for, parse_options
 from producer.errors import (
     InvalidInput,
     InvalidOptions,
@@ -14,7 +15,6 @@ from producer.errors import (
     PayloadTooLarge,
     TooManyRequests,
 )
-from producer.options import clips_for, parse_options
 from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget
 
 CTYPE = "multipart/form-data; boundary=XyZ"

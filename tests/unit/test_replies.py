@@ -1,7 +1,7 @@
 """The reply path's pure parts: which broker address is tried first after a loss."""
 
 from producer import Client, SpeechError
-from producer.replies import ReplyBackend, ReplyPathLost, _rotate
+from producer.client.replies import ReplyBackend, ReplyPathLost, _rotate
 
 
 def test_rotation_starts_the_list_at_the_next_address() -> None:

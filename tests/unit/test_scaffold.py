@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from producer import scaffold
-from producer.cli import main
-from producer.scaffold import ScaffoldError, check_directory, check_name, render
+from producer.cli import scaffold
+from producer.cli.main import main
+from producer.cli.scaffold import ScaffoldError, check_directory, check_name, render
 from tests import docs
 from tests.helpers import REPO
 

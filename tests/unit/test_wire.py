@@ -7,7 +7,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from producer import errors, wire
+from producer import errors
+from producer.servers import wire
 from producer.servers.bridge_request import Request, encode_reply, parse_request
 from tests.helpers import loaded_modules
 

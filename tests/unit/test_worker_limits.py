@@ -10,7 +10,7 @@ import soundfile as sf
 from kombu.message import Message
 
 import tasks  # noqa: F401  (registers every task)
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
 from producer.errors import InvalidOptions, ResultTooLarge
 from tasks.base import app, check_result_size, run_operation, wire_size
 from tasks.features import MAX_F0_FRAMES, MAX_FRAMES, check_budget, extract

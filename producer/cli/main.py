@@ -7,9 +7,11 @@ import argparse
 import json
 from collections.abc import Callable
 
-from producer import cli_algorithms, cli_call, scaffold
-from producer.cli_files import EXIT_FAILED, EXIT_OK, error, run_files
-from producer.client import Client
+from producer.cli import algorithms as cli_algorithms
+from producer.cli import call as cli_call
+from producer.cli import scaffold
+from producer.cli.files import EXIT_FAILED, EXIT_OK, error, run_files
+from producer.client.core import Client
 from producer.errors import InvalidInput, SpeechError
 
 
@@ -100,7 +102,7 @@ def _bridge(client: Client, args: argparse.Namespace) -> int:
 
 
 def _status(client: Client, args: argparse.Namespace) -> int:
-    from producer.status import format_table, status
+    from producer.cli.status import format_table, status
 
     result = status(client, args.queues, timeout=args.timeout)
     print(json.dumps(result.as_dict()) if args.json else format_table(result), flush=True)

@@ -4,9 +4,9 @@ An algorithm is data: its name (= its queue), its operations, each operation's o
 (kind, default, range or choices, one line of help), how many clips it takes, its time
 limits, and the pure function that does the work, named as "module:function" so that
 declaring an algorithm imports nothing heavy. The built-ins are declared in
-producer/builtins.py; other Python distributions add theirs through the entry-point group
+producer/algorithms/builtins.py; other Python distributions add theirs through the entry-point group
 `speech.algorithms`, each entry point naming an Algorithm (or a list of them), and
-producer/catalog.py gathers them all:
+producer/algorithms/catalog.py gathers them all:
 
     [project.entry-points."speech.algorithms"]
     kws = "speech_kws:ALGORITHM"
@@ -150,7 +150,7 @@ class Option:
 @dataclass(frozen=True)
 class Operation:
     """What one task does: `function(*clips, **options)` returns plain msgpack types
-    (numpy arrays through producer.arrays.pack). `name` is "" for an algorithm's only
+    (numpy arrays through producer.algorithms.arrays.pack). `name` is "" for an algorithm's only
     operation; several operations are called "<algorithm>.<name>"."""
 
     function: str

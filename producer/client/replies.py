@@ -37,7 +37,7 @@ from kombu.utils.url import parse_url
 from producer.errors import BrokerUnavailable, SpeechError
 
 if TYPE_CHECKING:
-    from producer.links import Nodes
+    from producer.client.links import Nodes
 
 log = logging.getLogger("speech.replies")
 
@@ -287,9 +287,9 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
 class ReplyApp(Celery):  # type: ignore[misc]
     """A Celery app whose calls name the ReplyBackend's queue as their `reply_to`, so a
     plain `app.send_task(...).get(timeout)` works too (Celery names a per-thread queue),
-    and publish through producer.publishing's shorter path."""
+    and publish through producer.client.publishing's shorter path."""
 
-    amqp_cls = "producer.publishing:LeanAMQP"
+    amqp_cls = "producer.client.publishing:LeanAMQP"
 
     @property
     def thread_oid(self) -> str:

@@ -3,7 +3,7 @@
 Each call publishes one Celery task to the algorithm's queue and waits for the answer on
 the Client's reply queue with `apply_async(...).get(timeout)`, correlated by task id. The
 reply queue belongs to one connection and is replaced when that connection breaks (see
-producer/replies.py), so a Client survives the loss of a broker node and can be shared
+producer/client/replies.py), so a Client survives the loss of a broker node and can be shared
 by many threads.
 """
 
@@ -24,10 +24,15 @@ from kombu import Producer, Queue
 from kombu.exceptions import EncodeError, OperationalError
 
 import producer.celeryconf
-from producer.algorithms import NAME, task_name
-from producer.arrays import unpack_all
-from producer.catalog import Catalog, catalog
-from producer.describe import args_repr, kwargs_repr
+from producer.algorithms.arrays import unpack_all
+from producer.algorithms.catalog import Catalog, catalog
+from producer.algorithms.declare import NAME, task_name
+from producer.algorithms.options import check_timeout
+from producer.client.describe import args_repr, kwargs_repr
+from producer.client.events import SentEvents
+from producer.client.links import Nodes, Publisher, PublishLate
+from producer.client.replies import ReplyApp, ReplyBackend, ReplyPathLost
+from producer.client.transcribe import Audio, transcribe
 from producer.errors import (
     BrokerUnavailable,
     CallTimeout,
@@ -38,13 +43,8 @@ from producer.errors import (
     RemoteError,
     SpeechError,
 )
-from producer.events import SentEvents
-from producer.links import Nodes, Publisher, PublishLate
-from producer.options import check_timeout
-from producer.replies import ReplyApp, ReplyBackend, ReplyPathLost
 from producer.settings import settings
 from producer.topology import algorithm_queue, declare_algorithm_queues, declare_dead_letters
-from producer.transcribe import Audio, transcribe
 
 log = logging.getLogger("speech.client")
 # A call whose reply path died is published again only if at least this many seconds
@@ -81,7 +81,7 @@ class Client:
             "interval_max": 1.0,
         }
         # Calls publish on links of their own, bounded by each call's deadline and moved
-        # off a node that hangs (producer/links.py); the reply thread follows the same
+        # off a node that hangs (producer/client/links.py); the reply thread follows the same
         # order of nodes and leaves a node the publishers found silent, and vice versa.
         conf = self.app.conf
         self.nodes = Nodes(conf.broker_write_url or conf.broker_url)
@@ -96,14 +96,14 @@ class Client:
         # Celery acquires a producer for every call; the lean path never connects it, so
         # one idle producer serves every thread (no pool to wait for).
         self._producer = Producer(self.app.connection_for_write(), auto_declare=False)
-        self._producer.shared_idle = True  # producer.publishing never publishes on it
+        self._producer.shared_idle = True  # producer.client.publishing never publishes on it
         # One reply backend for all threads: its reply queue outlives no connection.
         self.app.conf.result_backend = f"{ReplyBackend.__module__}:{ReplyBackend.__name__}"
         self.app.conf.result_backend_thread_safe = True
         self.replies: ReplyBackend = self.app.backend
         self.replies.follow(self.nodes, settings().node_patience)
         # Celery would publish task-sent events through the task's producer, waiting for a
-        # second confirm per call: a thread of the Client's own does (producer/events.py).
+        # second confirm per call: a thread of the Client's own does (producer/client/events.py).
         self.app.conf.task_send_sent_event = False
         self.events = SentEvents(self.app) if settings().sent_events else None
         self._declared = threading.Event()
@@ -198,7 +198,7 @@ class Client:
         """Transcribe a long recording: vad, then its speech segments through asr in parallel.
 
         Returns {"text", "words", "segments", "duration"} with every time on the recording's
-        clock. Needs numpy and soundfile on this host. See producer.transcribe.transcribe.
+        clock. Needs numpy and soundfile on this host. See producer.client.transcribe.transcribe.
         """
         return transcribe(self, audio, timeout=timeout, **options)
 
@@ -449,7 +449,7 @@ class Client:
                 declare_dead_letters(conn)
                 declare_algorithm_queues(conn, self.algorithms)
 
-            # A node that is down or hung is left for the next (producer/links.py).
+            # A node that is down or hung is left for the next (producer/client/links.py).
             wait = self.app.conf.broker_connection_timeout
             deadline = time.monotonic() + 2 * wait if by is None else by
             while True:
@@ -478,7 +478,7 @@ def _left(deadline: float) -> float:
 def _nack(exc: BaseException | None) -> MessageNacked | None:
     """The broker's nack behind `exc` (a full queue with reject-publish, or a queue without
     a leader it can reach), if any: kombu sometimes wraps it in its own OperationalError.
-    producer.links names the node that nacked (`node_url`)."""
+    producer.client.links names the node that nacked (`node_url`)."""
     while exc is not None:
         if isinstance(exc, MessageNacked):
             return exc

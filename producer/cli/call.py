@@ -3,7 +3,7 @@ algorithm from the command line, its options read from the declaration.
 
 `call kws --help` lists the options of `kws` (kind, default, range or choices, help) as
 the catalog declares them; `--option name=value` values are JSON literals or plain text,
-typed and checked by producer.options.parse_options before anything is sent. An
+typed and checked by producer.algorithms.options.parse_options before anything is sent. An
 operation that takes several clips (speaker.verify) takes exactly that many files in one
 call; one not declared here is still called when the broker has its queue.
 """
@@ -12,12 +12,12 @@ import argparse
 import json
 from typing import Any
 
-from producer.algorithms import Operation
-from producer.catalog import catalog
-from producer.cli_algorithms import jsonable
-from producer.cli_files import EXIT_FAILED, EXIT_OK, error, run_files
-from producer.client import Client
-from producer.options import parse_options
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import Operation
+from producer.algorithms.options import parse_options
+from producer.cli.algorithms import jsonable
+from producer.cli.files import EXIT_FAILED, EXIT_OK, error, run_files
+from producer.client.core import Client
 
 EXIT_USAGE = 2
 

@@ -2,7 +2,7 @@
 
 Algorithm results are plain msgpack types, except that the producer may hand back numpy
 arrays and raw bytes (denoised audio, packed feature matrices). Both doors turn those into
-one shape, `{"dtype", "shape", "data"}`, packed by `producer.arrays` as the workers pack
+one shape, `{"dtype", "shape", "data"}`, packed by `producer.algorithms.arrays` as the workers pack
 them: msgpack carries `data` as raw bytes, JSON as base64. Arrays are recognised by what
 they offer (dtype, shape, tobytes), so numpy is imported only once one is in hand.
 """
@@ -11,8 +11,9 @@ import base64
 import math
 from typing import Any
 
-from producer import arrays, errors
-from producer.options import clips_for
+from producer import errors
+from producer.algorithms import arrays
+from producer.algorithms.options import clips_for
 
 # Most specific first: an error maps by the first class name in its MRO found here.
 # `Overloaded` is matched by name so this table works before and after it exists.
@@ -93,7 +94,7 @@ def invoke(
     if "timeout" in options:
         raise errors.InvalidOptions("timeout is the request's own field, not an option")
     if operation == "transcribe":  # run by the producer itself: vad, then asr in parallel
-        from producer.operations import transcribe
+        from producer.servers.operations import transcribe
 
         return transcribe(client, clips[0], timeout, options)
     return client.call(operation, clips, timeout, **options)

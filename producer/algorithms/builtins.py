@@ -4,7 +4,7 @@ Time limits: each hard limit stays far below RabbitMQ's consumer_timeout (30 min
 late-acked requests; the figures are for the longest audio (600 s) on a busy core.
 """
 
-from producer.algorithms import Algorithm, Operation, Option, Resources
+from producer.algorithms.declare import Algorithm, Operation, Option, Resources
 
 SECONDS = {"low": 0.0, "high": 60.0}
 

@@ -1,6 +1,6 @@
 """What the doors and jobs can run: every operation of the catalog, and `transcribe`.
 
-`transcribe` is no task of its own: the producer runs it (producer/transcribe.py), one vad
+`transcribe` is no task of its own: the producer runs it (producer/client/transcribe.py), one vad
 call and many asr calls. Its options are declared here like an algorithm's, so the doors
 check them the same way: `parallel`, `max_segment`, and vad's own options, which go to the
 vad calls (its `pad` defaults to transcribe's 0.2 s).
@@ -9,11 +9,11 @@ vad calls (its `pad` defaults to transcribe's 0.2 s).
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from producer.algorithms import Operation, Option, parse_text
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import Operation, Option, parse_text
+from producer.algorithms.options import MAX_OPTION_CHARS, parse_options
+from producer.client.transcribe import DEFAULT_MAX_SEGMENT, DEFAULT_PAD, MAX_PARALLEL
 from producer.errors import InvalidInput, InvalidOptions
-from producer.options import MAX_OPTION_CHARS, parse_options
-from producer.transcribe import DEFAULT_MAX_SEGMENT, DEFAULT_PAD, MAX_PARALLEL
 
 TRANSCRIBE = "transcribe"
 # Option names transcribe takes for itself; the rest are vad's.
@@ -27,7 +27,7 @@ def _transcribe_declaration() -> Operation:
         pad = vad_options["pad"]
         vad_options["pad"] = Option(pad.kind, DEFAULT_PAD, pad.help, low=pad.low, high=pad.high)
     return Operation(
-        function="producer.transcribe:transcribe",
+        function="producer.client.transcribe:transcribe",
         help="a recording of any length: vad, then its speech segments through asr in parallel",
         options={
             "parallel": Option(
@@ -57,7 +57,7 @@ def check_name(operation: str) -> str:
 
 
 def parse(operation: str, items: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """Typed options from (name, text) pairs, as producer.options.parse_options does;
+    """Typed options from (name, text) pairs, as producer.algorithms.options.parse_options does;
     transcribe's checked against its declaration here."""
     if operation != TRANSCRIBE:
         return parse_options(operation, list(items))

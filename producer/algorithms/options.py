@@ -3,7 +3,7 @@
 The gateway and the CLI read options as text (query parameters, form fields, `--option
 key=value`); JSON literals are decoded (`0.6` is a number, `true` a flag, `["mfcc"]` a
 list), anything else stays text. Each value is then checked against the operation's
-declaration (producer.algorithms), before anything is sent: a list where a name is
+declaration (producer.algorithms.declare), before anything is sent: a list where a name is
 expected, a 31-digit integer or 5,000 nested brackets get InvalidOptions naming the
 option, never a worker's TypeError or a serializer's OverflowError. The workers check the
 same declaration again.
@@ -12,8 +12,8 @@ same declaration again.
 import math
 from typing import Any
 
-from producer.algorithms import parse_text
-from producer.catalog import catalog
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import parse_text
 from producer.errors import InvalidInput, InvalidOptions
 from producer.settings import settings
 

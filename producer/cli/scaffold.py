@@ -1,7 +1,7 @@
 """`python -m producer new-algorithm NAME --into DIR`: a new algorithm as an installable
 package, ready to `pip install -e DIR` and serve with `celery -A tasks worker -Q NAME`.
 
-What it writes (templates in producer/templates/): pyproject.toml with the entry point
+What it writes (templates in producer/cli/templates/): pyproject.toml with the entry point
 `speech.algorithms`, the declaration in speech_NAME/__init__.py, a pure function and its
 warm-up in speech_NAME/algorithm.py (a loudness measure, numpy only), a README and
 tests/test_NAME.py, which calls it through a real worker. NAME must be a valid queue name
@@ -13,10 +13,10 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from producer.algorithms import NAME, RESERVED
-from producer.catalog import catalog
-from producer.cli_files import EXIT_OK, error
-from producer.client import Client
+from producer.algorithms.catalog import catalog
+from producer.algorithms.declare import NAME, RESERVED
+from producer.cli.files import EXIT_OK, error
+from producer.client.core import Client
 
 EXIT_USAGE = 2
 TEMPLATES = Path(__file__).resolve().parent / "templates"

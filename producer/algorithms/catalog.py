@@ -1,7 +1,7 @@
 """The catalog: every algorithm this process knows, built-ins first, then installed plugins.
 
 Plugins are Python distributions with entry points in the group `speech.algorithms`
-(see producer/algorithms.py). One that fails to import, or that reuses a name, is left out
+(see producer/algorithms/declare.py). One that fails to import, or that reuses a name, is left out
 and its error kept: the rest of the platform runs on, and a worker asked for its queue says
 why it cannot serve it (tasks/plugins.py).
 """
@@ -13,8 +13,8 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from producer.algorithms import Algorithm, AlgorithmError, Operation
-from producer.builtins import BUILTINS
+from producer.algorithms.builtins import BUILTINS
+from producer.algorithms.declare import Algorithm, AlgorithmError, Operation
 
 log = logging.getLogger("speech.algorithms")
 ENTRY_POINT_GROUP = "speech.algorithms"

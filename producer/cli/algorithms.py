@@ -1,6 +1,6 @@
 """Subcommands for vad, speaker, features, denoise and transcribe: a thin layer over Client.
 
-Registered by producer.cli (`add_parsers`, `COMMANDS`); they print like `asr` does, through
+Registered by producer.cli.main (`add_parsers`, `COMMANDS`); they print like `asr` does, through
 `run_files`: text by default, one JSON object per line with --json, numpy arrays as lists.
 """
 
@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from producer import wire
-from producer.cli_files import EXIT_OK, run_files
-from producer.client import Client
+from producer.cli.files import EXIT_OK, run_files
+from producer.client.core import Client
+from producer.servers import wire
 
 Command = Callable[[Client, argparse.Namespace], int]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from producer import brokers
 from producer.brokers import MANAGEMENT_PORT
-from producer.client import Client
+from producer.client.core import Client
 from producer.errors import BrokerUnavailable, CallTimeout, InvalidInput, SpeechError
 from producer.settings import settings
 

@@ -7,7 +7,7 @@ and its own retry wrapper, on every call. For the Client's calls most of that ha
 to do: the queues were declared once with the topology, no signal has a receiver, the
 serializer is msgpack. `LeanAMQP` (the app's `amqp` class, a documented Celery extension
 point) publishes those messages itself: serialize the body and hand it to the app's
-`publisher` (producer/links.py), which publishes it with a confirm on a link of its own,
+`publisher` (producer/client/links.py), which publishes it with a confirm on a link of its own,
 every socket operation bounded by the caller's deadline, moving to the next broker node
 when one stops answering. The kombu Producer Celery acquires for the call is never
 connected. The message on the wire is the one Celery would send
@@ -47,7 +47,7 @@ def _understood(key: str, value: Any, queue: Queue, serializer: str) -> bool:
 
 class LeanAMQP(AMQP):  # type: ignore[misc]
     """Celery's AMQP helper with a shorter publish for direct-routed, pre-declared queues,
-    through the app's `publisher` (producer.links.Publisher) when it has one."""
+    through the app's `publisher` (producer.client.links.Publisher) when it has one."""
 
     def _create_task_sender(self) -> Any:
         full = super()._create_task_sender()
