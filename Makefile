@@ -9,10 +9,13 @@ export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# The locked set, then the platform itself as the package speech-platform (editable, no
+# dependency left to fetch), which plugins name as their dependency.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $@
 
 # Make sure RabbitMQ answers: start the local server if it is installed but stopped.
@@ -118,10 +121,13 @@ bench-algorithms: broker
 # everything (demo, tests), the role files are subsets pinned to the same versions.
 PIP_COMPILE := $(VENV)/bin/pip-compile -q --strip-extras --no-header --annotation-style=line \
 	--no-emit-index-url --no-emit-find-links --allow-unsafe
+ROLE_SETS := requirements/producer.in requirements/worker.in requirements/server.in
 lock: install
-	$(PIP_COMPILE) -o requirements.txt requirements/dev.in
-	for role in producer worker server; do \
-	  $(PIP_COMPILE) -c requirements.txt -o requirements/$$role.txt requirements/$$role.in; \
+	$(PIP_COMPILE) -o requirements.txt $(ROLE_SETS) requirements/dev.in
+	$(PIP_COMPILE) -c requirements.txt -o requirements/producer.txt requirements/producer.in
+	for role in worker server; do \
+	  $(PIP_COMPILE) -c requirements.txt -o requirements/$$role.txt \
+	    requirements/producer.in requirements/$$role.in; \
 	done
 
 clean:

@@ -1,13 +1,16 @@
 """Every package the code imports is declared in the dependency set of the role that runs it.
 
-requirements/*.in name each role's direct dependencies; `make lock` compiles them to the
-locked requirements/*.txt and to requirements.txt (everything). A worker image installs
-requirements/worker.txt only, Flower/gateway/bridge requirements/server.txt only.
+requirements/*.in name each role's direct dependencies: producer.in those of every role
+(`pip install speech-platform`), worker.in and server.in what a role adds (the extras
+`[worker]`, `[server]` of pyproject.toml), dev.in the tools. `make lock` compiles them to
+the locked requirements/*.txt and to requirements.txt (everything). A worker image
+installs requirements/worker.txt only, Flower/gateway/bridge requirements/server.txt only.
 """
 
 import ast
 import re
 import sys
+import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -34,16 +37,26 @@ def _name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]).lower()
 
 
-def declared(path: Path) -> set[str]:
-    """Distributions a .in file names, with those of the files it includes (-r)."""
-    names: set[str] = set()
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("-r "):
-            names |= declared(path.parent / line[3:].strip())
-        elif line and not line.startswith("-"):
-            names.add(_name(line))
-    return names
+# The .in files each role's set is locked from (make lock).
+SETS = {
+    "producer": ("producer",),
+    "worker": ("producer", "worker"),
+    "server": ("producer", "server"),
+    "dev": ("producer", "worker", "server", "dev"),
+}
+
+
+def requirements(path: Path) -> list[str]:
+    """The requirement lines of a .in file, comments dropped."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def declared(role: str) -> set[str]:
+    """Distributions a role's set names."""
+    return {
+        _name(line) for name in SETS[role] for line in requirements(REQUIREMENTS / f"{name}.in")
+    }
 
 
 def locked(path: Path) -> set[str]:
@@ -70,7 +83,7 @@ def _sources() -> list[str]:
 @pytest.mark.parametrize("role", ROLES)
 def test_every_import_is_declared_in_its_roles_set(role: str) -> None:
     providers = packages_distributions()
-    have = declared(REQUIREMENTS / f"{role}.in")
+    have = declared(role)
     missing = []
     for path in filter(ROLES[role], _sources()):
         for module in imports(REPO / path):
@@ -89,11 +102,23 @@ def test_role_sets_are_locked_at_the_versions_of_the_whole(role: str) -> None:
     }
     lock = REQUIREMENTS / f"{role}.txt"
     pins = {line.split()[0] for line in lock.read_text().splitlines() if "==" in line}
-    assert declared(REQUIREMENTS / f"{role}.in") <= locked(lock), f"run make lock ({role})"
+    assert declared(role) <= locked(lock), f"run make lock ({role})"
     assert pins <= whole, f"{lock.name} disagrees with requirements.txt: {sorted(pins - whole)}"
 
 
 def test_images_hold_no_test_tool() -> None:
     for role in ("worker", "server"):
         assert not locked(REQUIREMENTS / f"{role}.txt") & TEST_TOOLS, role
-    assert declared(REQUIREMENTS / "dev.in") <= locked(REPO / "requirements.txt")
+    assert declared("dev") <= locked(REPO / "requirements.txt")
+
+
+def test_the_package_installs_each_roles_set() -> None:
+    """pyproject.toml reads its dependencies and extras from the same .in files, which
+    hold plain requirements only (setuptools reads no pip options such as -r)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    dynamic = project["tool"]["setuptools"]["dynamic"]
+    assert dynamic["dependencies"]["file"] == ["requirements/producer.in"]
+    extras = {name: spec["file"] for name, spec in dynamic["optional-dependencies"].items()}
+    assert extras == {"worker": ["requirements/worker.in"], "server": ["requirements/server.in"]}
+    for name in ("producer", "worker", "server"):
+        assert not [line for line in requirements(REQUIREMENTS / f"{name}.in") if line[0] == "-"]
