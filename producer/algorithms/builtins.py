@@ -132,4 +132,57 @@ DENOISE = Algorithm(
     ),
 )
 
-BUILTINS: tuple[Algorithm, ...] = (ASR, VAD, SPEAKER, FEATURES, DENOISE)
+# The languages of Whisper's multilingual models (ISO 639-1, and "haw"), as its tokenizer
+# names them; "auto" detects the language from the first 30 s.
+WHISPER_LANGUAGES = (
+    "af", "am", "ar", "as", "az", "ba", "be", "bg", "bn", "bo", "br", "bs", "ca", "cs", "cy",
+    "da", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fo", "fr", "gl", "gu", "ha", "haw",
+    "he", "hi", "hr", "ht", "hu", "hy", "id", "is", "it", "ja", "jw", "ka", "kk", "km", "kn",
+    "ko", "la", "lb", "ln", "lo", "lt", "lv", "mg", "mi", "mk", "ml", "mn", "mr", "ms", "mt",
+    "my", "ne", "nl", "nn", "no", "oc", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si",
+    "sk", "sl", "sn", "so", "sq", "sr", "su", "sv", "sw", "ta", "te", "tg", "th", "tk", "tl",
+    "tr", "tt", "uk", "ur", "uz", "vi", "yi", "yo", "zh",
+)  # fmt: skip
+
+WHISPER = Algorithm(
+    name="whisper",
+    summary="speech recognition and translation (Whisper on CTranslate2): 99 languages",
+    warm="tasks.whisper:warm",
+    check="tasks.whisper:check",
+    # int8 on 2 threads: Whisper base runs at ~0.15 x real time on this kind of CPU; one
+    # process holds the model (~145 MB) and CTranslate2's buffers.
+    resources=Resources(threads=2, memory_mb=500),
+    operations=(
+        Operation(
+            function="tasks.whisper:transcribe",
+            help="transcribe (or translate to English): text, words with start/end/probability,"
+            " segments, the language",
+            options={
+                "language": Option(
+                    "choice",
+                    "auto",
+                    "language spoken, or auto",
+                    choices=("auto", *WHISPER_LANGUAGES),
+                ),
+                "task": Option(
+                    "choice",
+                    "transcribe",
+                    "transcribe, or translate to English",
+                    choices=("transcribe", "translate"),
+                ),
+                "beam_size": Option(
+                    "integer", 1, "beam width: 1 is greedy, 5 Whisper's own", low=1, high=10
+                ),
+                "vad_filter": Option("flag", False, "skip non-speech first (Silero VAD)"),
+                "initial_prompt": Option(
+                    "text", None, "text that comes before: names, terms, style", max_chars=200
+                ),
+            },
+            # ~0.15 x real time on 2 threads: 600 s needs ~90 s, more on a busy machine.
+            soft_time_limit=420,
+            time_limit=480,
+        ),
+    ),
+)
+
+BUILTINS: tuple[Algorithm, ...] = (ASR, VAD, SPEAKER, FEATURES, DENOISE, WHISPER)

@@ -59,7 +59,8 @@ class Option:
 
     kind: "number" or "integer" (within [low, high]), "flag" (true/false), "choice" (one
     of `choices`), "choices" (a list of them, in `choices` order), "text" (a string of up
-    to `max_chars` characters) or "texts" (a list of such strings).
+    to `max_chars` characters; its default may be None: none unless given) or "texts" (a
+    list of such strings).
     """
 
     kind: str
@@ -183,10 +184,12 @@ class Operation:
         for name, option in self.options.items():
             if not OPTION_NAME.match(name) or name in RESERVED:
                 raise AlgorithmError(f"option name {name!r} must match {OPTION_NAME.pattern}")
-            option.check(name, option.default)  # a default must be a value the option takes
+            if not (option.default is None and option.kind == "text"):  # an optional text
+                option.check(name, option.default)  # a default must be a value the option takes
 
     def validate(self, key: str, options: Mapping[str, Any]) -> dict[str, Any]:
-        """`options` checked and typed, with the defaults of those not given."""
+        """`options` checked and typed, with the defaults of those not given (an optional
+        text not given is left out: the function's own default, None, applies)."""
         if not isinstance(options, Mapping):
             raise InvalidOptions(f"{key} options must be a map, got {type(options).__name__}")
         unknown = sorted(str(name) for name in options if name not in self.options)
@@ -200,6 +203,7 @@ class Operation:
         return {
             name: option.check(name, options[name]) if name in options else option.default
             for name, option in self.options.items()
+            if name in options or option.default is not None
         }
 
 
@@ -223,6 +227,10 @@ class Algorithm:
     summary: str
     operations: tuple[Operation, ...]
     warm: str | None = None  # "module:function" run once per worker process, before serving
+    # "module:function" run once when a worker that serves this algorithm starts, before
+    # it consumes (e.g. its model files are there and whole): an exception stops the
+    # worker with its message, instead of failing requests later.
+    check: str | None = None
     resources: Resources = Resources()
     source: str = "built-in"  # or the distribution that declared it
 
