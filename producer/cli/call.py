@@ -122,10 +122,14 @@ class _Usage(Exception):
 
 
 def _show(result: dict[str, Any]) -> str:
-    """A result (already made JSON-able) as one line: its text, or its JSON."""
-    if isinstance(result.get("text"), str):
+    """A result (already made JSON-able) as one line: its text (after its language, when
+    the answer names one: "[en 0.96] ..."), or its JSON."""
+    if not isinstance(result.get("text"), str):
+        return json.dumps(result)
+    if not isinstance(language := result.get("language"), str):
         return result["text"]
-    return json.dumps(result)
+    sure = result.get("language_probability")
+    return f"[{language}{f' {sure:.2f}' if isinstance(sure, float) else ''}] {result['text']}"
 
 
 def call(client: Client, args: argparse.Namespace) -> int:
