@@ -12,6 +12,7 @@ from typing import Any
 
 from producer.cli.files import EXIT_OK, run_files
 from producer.client.core import Client
+from producer.client.transcribe import ENGINES
 from producer.servers import wire
 
 Command = Callable[[Client, argparse.Namespace], int]
@@ -56,6 +57,9 @@ def add_parsers(sub: Any, add_output_options: Callable[[argparse.ArgumentParser]
     tr = sub.add_parser("transcribe", help="long recordings: vad, then asr in parallel")
     tr.add_argument("files", nargs="+", metavar="FILE")
     tr.add_argument("--parallel", type=int, default=4, help="segments in flight (default 4)")
+    tr.add_argument(
+        "--engine", choices=ENGINES, default="asr", help="recogniser of the segments (default asr)"
+    )
     add_output_options(tr)
 
 
@@ -167,7 +171,7 @@ def _transcribe(client: Client, args: argparse.Namespace) -> int:
 
     def work(file: str) -> dict[str, Any]:
         if quiet:
-            return client.transcribe(file, args.timeout, parallel=args.parallel)
+            return client.transcribe(file, args.timeout, parallel=args.parallel, engine=args.engine)
         from tqdm import tqdm
 
         with tqdm(desc=Path(file).name, unit="segment", file=sys.stderr, leave=False) as bar:
@@ -178,8 +182,9 @@ def _transcribe(client: Client, args: argparse.Namespace) -> int:
                 bar.refresh()
 
             return client.transcribe(
-                file, args.timeout, parallel=args.parallel, on_progress=progress
-            )
+                file, args.timeout, parallel=args.parallel, engine=args.engine,
+                on_progress=progress,
+            )  # fmt: skip
 
     args.jobs = 1  # one recording at a time: each already fans out over the asr workers
     return run_files(args, work, lambda r: r["text"])

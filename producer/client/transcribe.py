@@ -34,7 +34,9 @@ class Client(Protocol):
 
     def vad(self, audio: Audio, timeout: float | None = None, **options: Any) -> dict[str, Any]: ...
 
-    def asr(self, audio: Audio, timeout: float | None = None) -> dict[str, Any]: ...
+    def call(
+        self, algorithm: str, audio: Audio, /, timeout: float | None = None, **options: Any
+    ) -> dict[str, Any]: ...
 
 
 # Silence kept around each segment: pocketsphinx needs a little to settle before a word.
@@ -43,12 +45,15 @@ DEFAULT_PAD = 0.2
 # the workers. A cut can fall inside a word; VAD normally ends segments at pauses first.
 DEFAULT_MAX_SEGMENT = 20.0
 MAX_PARALLEL = 16  # calls in flight per recording: each holds a reply queue while it waits
+# The recognisers a transcription can send its segments to (`engine`).
+ENGINES = ("asr", "whisper")
 # Audio per vad call when a recording is read in windows: ~2-6 MB of 16-bit WAV at 16-48 kHz.
 WINDOW_SECONDS = 60.0
 # A segment that ends this close to its window's end may go on in the next window: the next
 # window starts where it starts, so speech is never cut at a window's edge.
 EDGE_SECONDS = 1.0
 Progress = Callable[[int, int], None]
+Recognise = Callable[[bytes], dict[str, Any]]
 
 
 def split_long(segments: list[dict[str, float]], max_segment: float) -> list[dict[str, float]]:
@@ -119,13 +124,21 @@ def transcribe(
     max_segment: float = DEFAULT_MAX_SEGMENT,
     vad_options: dict[str, Any] | None = None,
     on_progress: Progress | None = None,
+    engine: str = "asr",
 ) -> dict[str, Any]:
     """Transcribe `audio` (a path or bytes) of any length.
 
-    `parallel` segments are in flight at once (at least the number of asr worker
-    processes, at most MAX_PARALLEL); `timeout` bounds each call; `on_progress(done, total)`
-    follows the segments (`total` grows as windows of a long recording are read).
+    `parallel` segments are in flight at once (at least the number of worker processes of
+    `engine`, the recogniser: asr or whisper, at most MAX_PARALLEL); `timeout` bounds each
+    call; `on_progress(done, total)` follows the segments (`total` grows as windows of a
+    long recording are read).
     """
+    if engine not in ENGINES:
+        raise InvalidOptions(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+
+    def recognise(wav: bytes) -> dict[str, Any]:
+        return client.call(engine, wav, timeout=timeout)
+
     if not 1 <= parallel <= MAX_PARALLEL:
         raise InvalidOptions(f"parallel must be 1 to {MAX_PARALLEL}, got {parallel!r}")
     if not max_segment > 0:
@@ -135,8 +148,10 @@ def transcribe(
     if source is None or source.frames / source.samplerate <= WINDOW_SECONDS:
         if source is not None:
             source.close()
-        return _whole(client, audio, timeout, parallel, max_segment, vad_options, on_progress)
-    with source, _Segments(client, timeout, parallel, max_segment, on_progress) as asr:
+        return _whole(
+            client, recognise, audio, timeout, parallel, max_segment, vad_options, on_progress
+        )
+    with source, _Segments(recognise, parallel, max_segment, on_progress) as asr:
         duration = 0.0
         for offset, samples, rate in _windows(
             client, source, timeout, vad_options, asr.send_window_segments
@@ -149,6 +164,7 @@ def transcribe(
 
 def _whole(
     client: Client,
+    recognise: Recognise,
     audio: Audio,
     timeout: float | None,
     parallel: int,
@@ -166,7 +182,7 @@ def _whole(
     if not segments:
         return {**merge([], []), "duration": found["duration"]}
     samples, rate = decode_mono(data)
-    answers = _fan_out(client, samples, rate, segments, timeout, parallel, on_progress)
+    answers = _fan_out(recognise, samples, rate, segments, parallel, on_progress)
     return {**merge(segments, answers), "duration": found["duration"]}
 
 
@@ -228,18 +244,17 @@ def _windows(
 
 
 class _Segments:
-    """asr calls for the segments of successive windows, `parallel` in flight; a new window
-    is read only once at most `parallel` calls wait, so memory stays bounded."""
+    """Recogniser calls for the segments of successive windows, `parallel` in flight; a new
+    window is read only once at most `parallel` calls wait, so memory stays bounded."""
 
     def __init__(
         self,
-        client: Client,
-        timeout: float | None,
+        recognise: Recognise,
         parallel: int,
         max_segment: float,
         on_progress: Progress | None,
     ) -> None:
-        self.client, self.timeout, self.parallel = client, timeout, parallel
+        self.recognise, self.parallel = recognise, parallel
         self.max_segment, self.on_progress = max_segment, on_progress
         self.pool = ThreadPoolExecutor(parallel, "speech-transcribe")
         self.calls: list[tuple[dict[str, float], Future[dict[str, Any]]]] = []
@@ -261,7 +276,7 @@ class _Segments:
                 "start": round(seg["start"] + offset, 3),
                 "end": round(seg["end"] + offset, 3),
             }
-            self.calls.append((on_clock, self.pool.submit(self.client.asr, wav, self.timeout)))
+            self.calls.append((on_clock, self.pool.submit(self.recognise, wav)))
         self._report()
         # Hold the next window back while more than `parallel` calls wait.
         while sum(not f.done() for _, f in self.calls) > self.parallel:
@@ -285,18 +300,17 @@ class _Segments:
 
 
 def _fan_out(
-    client: Client,
+    recognise: Recognise,
     samples: Any,
     rate: int,
     segments: list[dict[str, float]],
-    timeout: float | None,
     parallel: int,
     on_progress: Progress | None,
 ) -> list[dict[str, Any]]:
-    """asr answers for `segments`, in order, with at most `parallel` calls in flight."""
+    """Recogniser answers for `segments`, in order, with at most `parallel` calls in flight."""
 
     def one(seg: dict[str, float]) -> dict[str, Any]:
-        return client.asr(cut_wav(samples, rate, seg["start"], seg["end"]), timeout)
+        return recognise(cut_wav(samples, rate, seg["start"], seg["end"]))
 
     answers: list[dict[str, Any]] = [{} for _ in segments]
     index: dict[Future[dict[str, Any]], int] = {}

@@ -12,12 +12,12 @@ from typing import Any
 from producer.algorithms.catalog import catalog
 from producer.algorithms.declare import Operation, Option, parse_text
 from producer.algorithms.options import MAX_OPTION_CHARS, parse_options
-from producer.client.transcribe import DEFAULT_MAX_SEGMENT, DEFAULT_PAD, MAX_PARALLEL
+from producer.client.transcribe import DEFAULT_MAX_SEGMENT, DEFAULT_PAD, ENGINES, MAX_PARALLEL
 from producer.errors import InvalidInput, InvalidOptions
 
 TRANSCRIBE = "transcribe"
 # Option names transcribe takes for itself; the rest are vad's.
-OWN_OPTIONS = ("parallel", "max_segment")
+OWN_OPTIONS = ("parallel", "max_segment", "engine")
 
 
 def _transcribe_declaration() -> Operation:
@@ -36,6 +36,7 @@ def _transcribe_declaration() -> Operation:
             "max_segment": Option(
                 "number", DEFAULT_MAX_SEGMENT, "longer segments are cut, s", low=1.0, high=600.0
             ),
+            "engine": Option("choice", "asr", "recogniser of the segments", choices=ENGINES),
             **vad_options,
         },
     )

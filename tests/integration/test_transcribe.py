@@ -149,3 +149,23 @@ def test_a_file_beyond_the_payload_limit_is_transcribed_in_bounded_memory(
         f"30 min from disk: {report['seconds']:.1f} s, producer peak RSS"
         f" {report['peak_kb'] / 1024:.0f} MB (+{report['grew_kb'] / 1024:.1f} MB)\n"
     )
+
+
+@pytest.mark.usefixtures("whisper_worker")
+def test_whisper_as_the_engine_of_a_long_recording(client: Client, broker_url: str) -> None:
+    from tests.integration.test_whisper import normalized
+
+    # Given the same recording, its segments sent to whisper instead of asr
+    audio, spans = _recording()
+    reference = " ".join(TRANSCRIPTS[n] for n in SENTENCES)
+    result = client.transcribe(audio, parallel=2, engine="whisper")
+    # Then the text is Whisper's, each word on the recording's clock inside a sentence
+    # (whisper on these single clips: 3 errors in 44 words, on awb's "west" and "bought")
+    errors = word_errors(reference, normalized(result["text"]))
+    assert errors / len(reference.split()) <= 0.1, result["text"]
+    assert len(result["segments"]) == len(SENTENCES)
+    for w in result["words"]:
+        assert any(s - 0.3 <= w["start"] <= w["end"] <= e + 0.3 for s, e in spans), w
+    # And the command line takes the same engine; an unknown one is refused before any call
+    done = run_cli(broker_url, "transcribe", "--engine", "nosuch", "x.wav")
+    assert done.returncode == 2 and "invalid choice: 'nosuch'" in done.stderr
