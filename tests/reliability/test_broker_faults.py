@@ -155,7 +155,7 @@ def test_a_call_in_flight_survives_the_loss_of_its_reply_connection(own_vhost: V
             expected = client.asr(long_clip, timeout=60)["text"]
             with ThreadPoolExecutor(1) as pool:
                 call = pool.submit(client.asr, long_clip, timeout=60)
-                time.sleep(0.3)
+                wait_for(lambda: worker.log().count("] received") == 2, 10, "the second call")
                 assert not call.done(), "the clip is too short to catch the call in flight"
                 # When the broker drops every connection while the call is in flight
                 rabbitmqctl("close_all_connections", "--vhost", own_vhost.name, "fault test")
