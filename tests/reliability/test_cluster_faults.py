@@ -147,7 +147,7 @@ def test_single_node_broker_down_for_ten_seconds() -> None:
             # When the broker stops for 10 s
             node.stop()
             down_at = time.monotonic()
-            time.sleep(10)
+            time.sleep(10)  # the outage
             outage_calls = [c for c in load.calls if down_at + 1 < c.started < down_at + 9]
             node.start()
             up_at = time.monotonic()
