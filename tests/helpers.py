@@ -91,27 +91,26 @@ def wait_for(
 
 
 def client_fixture(
-    vhost: str,
+    broker: str,
     *,
     scope: str = "session",
     timeout: float | None = 60,
     after: tuple[str, ...] = (),
 ) -> Any:
-    """A pytest fixture: one open `producer.Client` of the fixture named `vhost` (a Vhost,
-    or a broker URL), for `scope`. `after` names fixtures to set up first (its workers).
-
-    Assign it to the fixture's name: `client = client_fixture("broker_url")`.
+    """A pytest fixture: one open `producer.Client` for `scope`, on the broker the fixture
+    named `broker` gives (a Vhost, or a URL). `after` names fixtures to set up first (the
+    workers it needs). Assign it to the fixture's name: `client = client_fixture("vhost")`.
     """
     import pytest
 
     from producer import Client
 
-    @pytest.fixture(scope=scope)  # type: ignore[call-overload]
+    @pytest.fixture(scope=scope)
     def connected(request: pytest.FixtureRequest) -> Iterator[Client]:
         for name in after:
             request.getfixturevalue(name)
-        broker = request.getfixturevalue(vhost)
-        with Client(broker if isinstance(broker, str) else broker.url, timeout=timeout) as client:
+        given = request.getfixturevalue(broker)
+        with Client(given if isinstance(given, str) else given.url, timeout=timeout) as client:
             yield client
 
     return connected
