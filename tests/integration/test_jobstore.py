@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from producer.errors import UnknownJob
-from producer.servers.jobrunner import sign, verify
-from producer.servers.jobstore import JobStore
+from producer.servers.jobs.runner import sign, verify
+from producer.servers.jobs.store import JobStore
 from tests.clients.jobs_helpers import postgres_schema
 
 

@@ -17,7 +17,7 @@ The Client blocks while it waits, so calls run in a thread pool: one slow call n
 holds up the event loop, and each pool thread has its own reply queue in the Client.
 GET /v1/algorithms answers every algorithm's declaration from the catalog (built-ins and
 installed plugins), and the OpenAPI document has a path per operation
-(producer.servers.openapi): the page and the document follow the catalog, no file edited.
+(producer.servers.gateway.openapi): the page and the document follow the catalog, no file edited.
 Imported only by the `serve` subcommand: `import producer` must not pull in FastAPI.
 """
 
@@ -40,12 +40,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import producer.servers.gateway.openapi as openapi
 from producer.algorithms.options import check_timeout, clips_for, fields_for, parse_options
 from producer.client.core import Client
 from producer.errors import CallTimeout, InvalidAudio, InvalidInput, SpeechError
-from producer.servers import jobs as recordings
-from producer.servers import openapi, wire
+from producer.servers import wire
 from producer.servers.forms import MULTIPART_SLACK, BodyCounter, FormReader, UploadBudget, too_large
+from producer.servers.jobs import routes as recordings
 from producer.settings import settings
 
 STATIC = Path(__file__).with_name("static")
@@ -160,7 +161,7 @@ def create_app(
         status = "ok" if alive == len(queues) else "degraded" if alive else "down"
         return JSONResponse({"status": status, "queues": queues}, 200 if status == "ok" else 503)
 
-    # /v1/transcribe and /v1/jobs (producer/servers/jobs.py), before /v1/{algorithm}
+    # /v1/transcribe and /v1/jobs (producer/servers/jobs/routes.py), before /v1/{algorithm}
     recordings.install(
         app, client, calls=calls, authorized=authorized, uploads=uploads, caller=caller
     )
@@ -172,7 +173,7 @@ def create_app(
     )
     async def run(algorithm: str, request: Request) -> JSONResponse:
         """Run `algorithm` on the audio and answer its result (documented per operation
-        by producer.servers.openapi)."""
+        by producer.servers.gateway.openapi)."""
         if algorithm not in names:
             known = ", ".join(names)
             message = f"unknown algorithm {algorithm[:60]!r}; known: {known}"
@@ -359,10 +360,10 @@ def _timeout(value: Any, default: float) -> float:
 def serve(client: Client, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from producer.servers.http11 import GatewayProtocol
+    from producer.servers.gateway.http11 import GatewayProtocol
 
     app = create_app(client)
-    app.state.jobs.start()  # this process runs jobs from the store (servers/jobrunner.py)
+    app.state.jobs.start()  # this process runs jobs from the store (producer.servers.jobs.runner)
     host = args.host or settings().gateway_host
     port = settings().gateway_port if args.port is None else args.port
     uvicorn.run(

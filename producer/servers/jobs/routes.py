@@ -6,7 +6,7 @@
 - `POST /v1/jobs`: the same upload rules for any operation (or `transcribe`), named by the
   `algorithm` field; answered 202 at once with the job's id. The job is stored (state and
   audio) only once everything about the request has been checked, and runs on the job
-  threads of whichever gateway sharing the store claims it (producer.servers.jobrunner).
+  threads of whichever gateway sharing the store claims it (producer.servers.jobs.runner).
 - `GET /v1/jobs/{id}`: state, progress, result or error; `DELETE /v1/jobs/{id}` cancels.
 
 Both uploads count against the gateway's upload budget and the caller's share of it while
@@ -37,9 +37,9 @@ from producer.algorithms.options import check_timeout, clips_for
 from producer.errors import InvalidAudio, InvalidInput, UnknownJob
 from producer.servers import operations, wire
 from producer.servers.forms import UploadBudget
-from producer.servers.jobrunner import JobRunner
-from producer.servers.jobstore import JobStore
-from producer.servers.spool import MULTIPART_SLACK, Spool, SpooledBody, SpooledForm, too_large
+from producer.servers.jobs.runner import JobRunner
+from producer.servers.jobs.spool import MULTIPART_SLACK, Spool, SpooledBody, SpooledForm, too_large
+from producer.servers.jobs.store import JobStore
 from producer.settings import settings
 
 RAW_TYPES = {"", "application/octet-stream"}

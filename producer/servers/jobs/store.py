@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from producer.errors import StoreUnavailable, UnknownJob
-from producer.servers.joblimits import JobLimits, check_room, expire_queued
+from producer.servers.jobs.limits import JobLimits, check_room, expire_queued
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")

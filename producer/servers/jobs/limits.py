@@ -29,7 +29,7 @@ class JobLimits:
 
 def check_room(cur: Any, limits: JobLimits, caller: str, size: int) -> None:
     """Raise TooManyRequests or StorageFull if a job of `size` bytes by `caller` would pass
-    a limit; `cur` is a cursor of the store (producer.servers.jobstore)."""
+    a limit; `cur` is a cursor of the store (producer.servers.jobs.store)."""
     cur.execute(
         f"SELECT COUNT(*), COALESCE(SUM(bytes), 0),"
         f" COALESCE(SUM(CASE WHEN caller = ? THEN 1 ELSE 0 END), 0)"
