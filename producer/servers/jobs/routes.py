@@ -1,4 +1,4 @@
-"""The gateway's routes for recordings and jobs.
+"""The gateway's routes for recordings and jobs (an APIRouter, mounted by create_app).
 
 - `POST /v1/transcribe`: a recording of any length (up to SPEECH_MAX_RECORDING_BYTES),
   transcribed while the caller waits; the upload is spooled to the data folder as it
@@ -24,25 +24,23 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.params import Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from producer.algorithms.catalog import catalog
 from producer.algorithms.options import check_timeout, clips_for
-from producer.errors import InvalidAudio, InvalidInput, UnknownJob
+from producer.errors import InvalidInput, UnknownJob
 from producer.servers import operations, wire
-from producer.servers.forms import UploadBudget
+from producer.servers.door import announced_length, authorized, door, read_upload, timeout_option
+from producer.servers.forms import too_large
 from producer.servers.jobs.runner import JobRunner
-from producer.servers.jobs.spool import MULTIPART_SLACK, Spool, SpooledBody, SpooledForm, too_large
+from producer.servers.jobs.spool import Spool, SpooledBody, SpooledForm
 from producer.servers.jobs.store import JobStore
 from producer.settings import settings
 
-RAW_TYPES = {"", "application/octet-stream"}
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # used with fullmatch: no trailing newline
 MAX_CALLBACK_CHARS = 2048
 RECORDING_SETTING = "SPEECH_MAX_RECORDING_BYTES"
@@ -57,6 +55,13 @@ class Jobs:
         self.client = client
         self.data_dir = Path(settings().data_dir)
         self.spool_dir = self.data_dir / "spool"
+        # The most clips and form fields any request may carry (the forms are read before
+        # the operation they name is known).
+        self.most_clips = max(clips_for(name) for name in operations.names())
+        self.most_fields = max(
+            len(operations.TRANSCRIBE_OPERATION.options) + 1,
+            *(len(op.options) + 1 for _, op in catalog().operations.values()),
+        ) + len(JOB_FIELDS)
         self._lock = threading.Lock()
         self._store: JobStore | None = None
         self._runner: JobRunner | None = None
@@ -113,100 +118,89 @@ class Jobs:
             self._runner.wake()
 
 
-def install(
-    app: FastAPI,
-    client: Any,
-    *,
-    calls: ThreadPoolExecutor,
-    authorized: Depends,
-    uploads: UploadBudget,
-    caller: Callable[[Request], str],
-) -> Jobs:
-    """Add the routes to `app`, before its `/v1/{algorithm}` route (which would take them);
-    uploads count against `uploads` as `caller(request)`'s."""
-    jobs = Jobs(client)
-    app.state.jobs = jobs
-    most_clips = max(clips_for(name) for name in operations.names())
-    most_fields = max(
-        len(operations.TRANSCRIBE_OPERATION.options) + 1,
-        *(len(op.options) + 1 for _, op in catalog().operations.values()),
-    ) + len(JOB_FIELDS)
+router = APIRouter(dependencies=[Depends(authorized)])
 
-    @app.post("/v1/transcribe", dependencies=[authorized])
-    async def transcribe(request: Request) -> JSONResponse:
-        """Transcribe a recording of any length: vad, then asr on its speech in parallel."""
-        started = time.monotonic()
-        spool = Spool(jobs.spool_dir)
-        try:
-            limit = settings().max_recording_bytes
-            check_query = lambda items: operations.parse(operations.TRANSCRIBE, items)  # noqa: E731
-            with uploads.lease(caller(request)) as take:  # while the upload arrives
-                paths, fields = await _receive(
-                    request, spool, limit, RECORDING_SETTING, 1, most_fields, take, check_query
-                )
-            options = operations.parse(operations.TRANSCRIBE, fields)
-            timeout = _timeout(options.pop("timeout", None))
 
-            def run() -> Any:
-                result = operations.transcribe(client, str(paths[0]), timeout, options)
-                return wire.plain(result, binary=False)
+@router.post("/v1/transcribe")
+async def transcribe(request: Request) -> JSONResponse:
+    """Transcribe a recording of any length: vad, then asr on its speech in parallel."""
+    state, jobs = door(request), _jobs(request)
+    started = time.monotonic()
+    spool = Spool(jobs.spool_dir)
+    try:
+        limit = settings().max_recording_bytes
+        with state.uploads.lease(state.caller(request)) as take:  # while the upload arrives
+            paths, fields = await _receive(
+                request, spool, limit, RECORDING_SETTING, 1, jobs.most_fields, take,
+                check_query=lambda items: operations.parse(operations.TRANSCRIBE, items),
+            )  # fmt: skip
+        options = operations.parse(operations.TRANSCRIBE, fields)
+        timeout = timeout_option(options)
 
-            result = await asyncio.get_running_loop().run_in_executor(calls, run)
-        finally:
-            spool.close()
-        seconds = round(time.monotonic() - started, 4)
-        return JSONResponse({"algorithm": "transcribe", "result": result, "seconds": seconds})
+        def run() -> Any:
+            result = operations.transcribe(state.client, str(paths[0]), timeout, options)
+            return wire.plain(result, binary=False)
 
-    @app.post("/v1/jobs", dependencies=[authorized], status_code=202)
-    async def submit(request: Request) -> JSONResponse:
-        """Start a job: multipart with `algorithm`, `audio`, its options, optional `callback`."""
-        spool = Spool(jobs.spool_dir)
-        who = caller(request)
-        loop = asyncio.get_running_loop()
-        try:
-            named = [v for k, v in request.query_params.multi_items() if k == "algorithm"]
-            limit, setting = _limit(named[0] if named else "")
-            length = request.headers.get("content-length", "")
-            announced = int(length) if length.isascii() and length.isdigit() else 0
-            # Over a job limit: refused before the body is read
-            await loop.run_in_executor(None, lambda: jobs.store.admit(who, announced))
-            with uploads.lease(who) as take:  # while the upload arrives
-                paths, fields = await _receive(
-                    request, spool, limit, setting, most_clips, most_fields, take
-                )
-            operation, callback, options = _job_request(fields)
-            wanted = clips_for(operation)
-            if len(paths) != wanted:
-                raise InvalidInput(f"{operation} takes {wanted} clip(s), got {len(paths)}")
-            most, setting = _limit(operation)
-            for path in paths:  # refused before anything is stored
-                if path.stat().st_size > most:
-                    raise too_large(path.stat().st_size, most, setting)
-            job = await loop.run_in_executor(
-                None, lambda: jobs.store.create(operation, options, paths, callback, who)
+        result = await asyncio.get_running_loop().run_in_executor(state.calls, run)
+    finally:
+        spool.close()
+    seconds = round(time.monotonic() - started, 4)
+    return JSONResponse({"algorithm": "transcribe", "result": result, "seconds": seconds})
+
+
+@router.post("/v1/jobs", status_code=202)
+async def submit(request: Request) -> JSONResponse:
+    """Start a job: multipart with `algorithm`, `audio`, its options, optional `callback`."""
+    state, jobs = door(request), _jobs(request)
+    spool = Spool(jobs.spool_dir)
+    who = state.caller(request)
+    loop = asyncio.get_running_loop()
+    try:
+        named = [v for k, v in request.query_params.multi_items() if k == "algorithm"]
+        limit, setting = _limit(named[0] if named else "")
+        announced = announced_length(request) or 0
+        # Over a job limit: refused before the body is read
+        await loop.run_in_executor(None, lambda: jobs.store.admit(who, announced))
+        with state.uploads.lease(who) as take:  # while the upload arrives
+            paths, fields = await _receive(
+                request, spool, limit, setting, jobs.most_clips, jobs.most_fields, take
             )
-        finally:
-            spool.close()
-        jobs.wake()
-        view = {"id": job.id, "state": job.state}
-        return JSONResponse(view, 202, headers={"Location": f"/v1/jobs/{job.id}"})
-
-    @app.get("/v1/jobs/{job_id}", dependencies=[authorized])
-    async def status(job_id: str) -> JSONResponse:
-        """The job: state (queued, running, done, failed, cancelled), progress, result, error."""
-        job = await asyncio.get_running_loop().run_in_executor(
-            None, jobs.store.get, _job_id(job_id)
+        operation, callback, options = _job_request(fields)
+        wanted = clips_for(operation)
+        if len(paths) != wanted:
+            raise InvalidInput(f"{operation} takes {wanted} clip(s), got {len(paths)}")
+        most, setting = _limit(operation)
+        for path in paths:  # refused before anything is stored
+            if path.stat().st_size > most:
+                raise too_large(path.stat().st_size, most, setting)
+        job = await loop.run_in_executor(
+            None, lambda: jobs.store.create(operation, options, paths, callback, who)
         )
-        return JSONResponse(job.view())
+    finally:
+        spool.close()
+    jobs.wake()
+    view = {"id": job.id, "state": job.state}
+    return JSONResponse(view, 202, headers={"Location": f"/v1/jobs/{job.id}"})
 
-    @app.delete("/v1/jobs/{job_id}", dependencies=[authorized])
-    async def cancel(job_id: str) -> JSONResponse:
-        """Cancel the job: a queued one never starts, a running one stops between segments."""
-        job = await asyncio.get_running_loop().run_in_executor(
-            None, jobs.store.cancel, _job_id(job_id)
-        )
-        return JSONResponse(job.view())
 
+@router.get("/v1/jobs/{job_id}")
+async def status(job_id: str, request: Request) -> JSONResponse:
+    """The job: state (queued, running, done, failed, cancelled), progress, result, error."""
+    store = _jobs(request).store
+    job = await asyncio.get_running_loop().run_in_executor(None, store.get, _job_id(job_id))
+    return JSONResponse(job.view())
+
+
+@router.delete("/v1/jobs/{job_id}")
+async def cancel(job_id: str, request: Request) -> JSONResponse:
+    """Cancel the job: a queued one never starts, a running one stops between segments."""
+    store = _jobs(request).store
+    job = await asyncio.get_running_loop().run_in_executor(None, store.cancel, _job_id(job_id))
+    return JSONResponse(job.view())
+
+
+def _jobs(request: Request) -> Jobs:
+    jobs: Jobs = request.app.state.jobs
     return jobs
 
 
@@ -220,33 +214,19 @@ async def _receive(
     take: Callable[[int], None],
     check_query: Callable[[list[tuple[str, str]]], Any] | None = None,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The uploaded clips (spool files) and the fields of the query and the form; what
-    arrives is counted by `take` (the upload budget)."""
-    ctype = request.headers.get("content-type", "")
-    kind = ctype.split(";")[0].strip().lower()
-    multipart = kind == "multipart/form-data"
-    length = request.headers.get("content-length", "")
-    slack = MULTIPART_SLACK if multipart else 0
-    if length.isascii() and length.isdigit() and int(length) > max_bytes + slack:
-        raise too_large(int(length), max_bytes, setting)
-    reader: SpooledForm | SpooledBody
-    if multipart:
-        reader = SpooledForm(spool, ctype, max_bytes, setting, clips=clips, fields=fields)
-    elif kind in RAW_TYPES or kind.startswith("audio/"):
-        reader = SpooledBody(spool, max_bytes, setting)
-    else:
-        raise InvalidAudio(
-            f"Content-Type {kind[:60]!r} is not audio: send the audio as the body (audio/* or"
-            " application/octet-stream) or as the 'audio' field of a multipart/form-data upload"
-        )
-    query = request.query_params.multi_items()
-    if check_query is not None:
-        check_query(query)  # a bad option in the query costs no upload
-    async for chunk in request.stream():
-        take(len(chunk))
-        reader.feed(chunk)
-    reader.finish()
-    return list(spool.paths), query + reader.fields
+    """The uploaded clips (spool files) and the fields of the query and the form."""
+    form_fields, query = await read_upload(
+        request,
+        max_bytes,
+        take,
+        form=lambda ctype: SpooledForm(
+            spool, ctype, max_bytes, setting, clips=clips, fields=fields
+        ),
+        body=lambda: SpooledBody(spool, max_bytes, setting),
+        setting=setting,
+        check_query=check_query,
+    )
+    return list(spool.paths), query + form_fields
 
 
 def _job_request(fields: list[tuple[str, str]]) -> tuple[str, str | None, dict[str, Any]]:
@@ -294,10 +274,6 @@ def _limit(operation: str) -> tuple[int, str]:
     if not operation:  # not known before the form is read: the larger, checked again after
         return max(recording, payload)
     return recording if operation == operations.TRANSCRIBE else payload
-
-
-def _timeout(value: Any) -> float | None:
-    return None if value is None else check_timeout(value)
 
 
 def _job_id(job_id: str) -> str:
