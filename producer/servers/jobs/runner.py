@@ -179,7 +179,9 @@ class JobRunner:
             return
         away = self._unserved(job.operation)
         if away:
-            delay = min(MAX_BACKOFF_SECONDS, max(RETRY_SECONDS, (time.time() - job.created) / 4))
+            delay = min(
+                MAX_BACKOFF_SECONDS, max(RETRY_SECONDS, (self.store.clock() - job.created) / 4)
+            )
             log.info("job %s: no worker consumes %s; again in %g s", job.id, away, delay)
             self.store.release(job.id, self.owner, delay, unrun=True)
             return
