@@ -5,7 +5,6 @@ would take). Each reads the gateway's state (producer.servers.door.Door) from th
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -115,8 +114,7 @@ async def _answer(
         result = wire.invoke(client, algorithm, clips, remaining, options)
         return wire.plain(result, binary=False)  # base64 work off the event loop
 
-    pool: ThreadPoolExecutor = state.calls
-    result = await asyncio.get_running_loop().run_in_executor(pool, call)
+    result = await asyncio.get_running_loop().run_in_executor(state.calls, call)
     seconds = round(time.monotonic() - started, 4)
     body = {"algorithm": algorithm, "result": result}
     return JSONResponse({**body, "seconds": seconds})
