@@ -11,8 +11,8 @@ import pytest
 
 import producer.settings
 from producer import Client
-from producer.servers import bridge as bridge_module
-from producer.servers.bridge import Bridge as InProcessBridge
+from producer.servers.bridge import server as bridge_module
+from producer.servers.bridge.server import Bridge as InProcessBridge
 from producer.settings import settings
 from tests.clients.servers import Bridge
 from tests.clients.test_bridge import FOX, RpcClient

@@ -18,7 +18,7 @@ import pytest
 
 from producer import Client
 from producer.algorithms.builtins import BUILTINS
-from producer.servers.jobrunner import verify
+from producer.servers.jobs.runner import verify
 from tests.clients.jobs_helpers import recording
 from tests.docker.calls import Batch, BridgeClient, Gateway, Receiver, save_figures
 from tests.docker.stack import Stack

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from producer.errors import InvalidInput
-from producer.servers.bridge_request import (
+from producer.servers.bridge.request import (
     DIRECT_REPLY_TO,
     MAX_ERROR_CHARS,
     Unanswerable,
