@@ -15,6 +15,7 @@ SpeechError                 root: catch this to catch everything the platform ra
  +-- StorageFull           the job store holds its maximum bytes of audio: retry later
  +-- JobExpired            a job waited queued past its maximum (a job's error, never raised)
  +-- StoreUnavailable      the job store (SQLite file, PostgreSQL) cannot be used
+ |    +-- StoreTooNew       the job store's schema is newer than this gateway's code
  +-- RemoteError           the algorithm failed on the worker for another reason
  +-- InvalidSetting        an environment variable has a value its setting cannot take
 
@@ -90,6 +91,10 @@ class JobExpired(SpeechError):
 
 class StoreUnavailable(SpeechError):
     """Raised when the job store (SQLite file or PostgreSQL) cannot be reached or used."""
+
+
+class StoreTooNew(StoreUnavailable):
+    """Raised when the job store's schema version is newer than the code opening it."""
 
 
 class InvalidSetting(SpeechError, ValueError):

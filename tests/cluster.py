@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.helpers import wait_for
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path("/usr/lib/rabbitmq/bin")
 BASE = REPO / ".cluster"
@@ -156,7 +158,7 @@ class Node:
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            _wait(lambda: not self.alive(), 30, f"{self.name} to die")
+            wait_for(lambda: not self.alive(), 30, f"{self.name} to die", 0.3)
         self._reap()
 
     def hang(self) -> None:
@@ -178,7 +180,7 @@ class Node:
         """A clean shutdown (what an operator's restart does)."""
         if self.alive():
             self.ctl("stop", timeout=90, check=False)
-            _wait(lambda: not self.alive(), 60, f"{self.name} to stop")
+            wait_for(lambda: not self.alive(), 60, f"{self.name} to stop", 0.3)
         self._reap()
 
     def _reap(self) -> None:
@@ -316,9 +318,9 @@ class Cluster:
 
     def wait_running(self, node: Node, timeout: float = 120) -> None:
         """Until `node` runs and every node that is up sees it in the cluster."""
-        _wait(node.running, timeout, f"{node.name} to start")
+        wait_for(node.running, timeout, f"{node.name} to start", 0.3)
         if self.size > 1:
-            _wait(lambda: node.name in self.members(), timeout, f"{node.name} to join")
+            wait_for(lambda: node.name in self.members(), timeout, f"{node.name} to join", 0.3)
 
     def url(self, vhost: str = "/") -> str:
         """Every node's URL, `;`-separated: what CELERY_BROKER_URL takes."""
@@ -347,14 +349,6 @@ class Cluster:
             "list_queues", "-p", vhost, "name", "members", "--formatter", "json"
         )
         return next(row["members"] for row in json.loads(out) if row["name"] == queue)
-
-
-def _wait(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
-        time.sleep(0.3)
 
 
 def main() -> None:

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from producer import Client
-from tests.helpers import Vhost, Worker
+from tests.helpers import Vhost, Worker, client_fixture
 
 TESTS = Path(__file__).parent
 TIERS = ("unit", "integration", "clients", "ops", "reliability", "plugins")
@@ -76,7 +75,4 @@ denoise_worker = _session_worker("denoise")
 whisper_worker = _session_worker("whisper")
 
 
-@pytest.fixture(scope="session")
-def client(broker_url: str) -> Iterator[Client]:
-    with Client(broker_url, timeout=60) as c:
-        yield c
+client = client_fixture("broker_url")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,23 +64,56 @@ def options(key: str, **given: Any) -> dict[str, Any]:
 def wait_for(
     check: Callable[[], object],
     timeout: float,
-    what: str,
+    what: str | Callable[[], str],
     every: float = 0.1,
     *,
     tolerate: tuple[type[Exception], ...] = (),
 ) -> float:
-    """Poll `check` until it is true (an error in `tolerate` counts as not yet); fail naming
-    `what` after `timeout` seconds. Returns the seconds it took."""
+    """Poll `check` until it returns something true (an error in `tolerate` counts as not
+    yet); after `timeout` seconds fail naming `what` (a callable is asked only then, for
+    details such as a log) and the last thing `check` gave. Returns the seconds it took.
+
+    The one way tests wait for a condition: named waits elsewhere are thin wrappers of it.
+    """
     start = time.monotonic()
+    last: object = None
     while True:
         try:
-            if check():
+            last = check()
+            if last:
                 return time.monotonic() - start
-        except tolerate:
-            pass
+        except tolerate as error:
+            last = error
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"waited {timeout:g} s for {what}")
+            named = what() if callable(what) else what
+            raise AssertionError(f"waited {timeout:g} s for {named} (last seen: {last!r})")
         time.sleep(every)
+
+
+def client_fixture(
+    broker: str,
+    *,
+    scope: str = "session",
+    timeout: float | None = 60,
+    after: tuple[str, ...] = (),
+) -> Any:
+    """A pytest fixture: one open `producer.Client` for `scope`, on the broker the fixture
+    named `broker` gives (a Vhost, or a URL). `after` names fixtures to set up first (the
+    workers it needs). Assign it to the fixture's name: `client = client_fixture("vhost")`.
+    """
+    import pytest
+
+    from producer import Client
+
+    @pytest.fixture(scope=scope)
+    def connected(request: pytest.FixtureRequest) -> Iterator[Client]:
+        for name in after:
+            request.getfixturevalue(name)
+        given = request.getfixturevalue(broker)
+        with Client(given if isinstance(given, str) else given.url, timeout=timeout) as client:
+            yield client
+
+    return connected
 
 
 def free_port() -> int:
@@ -130,15 +163,19 @@ class Service:
 
     def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
         """Poll `ready` until it holds; fail with the log if the process dies or times out."""
-        deadline = time.monotonic() + timeout
-        while not ready():
-            assert self.proc is not None
-            if self.proc.poll() is not None:
+
+        def alive_and_ready() -> bool:
+            if ready():
+                return True
+            if not self.alive():
                 raise RuntimeError(f"{self.cmd} exited early:\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"{self.cmd} not ready after {timeout} s:\n{self.log()}")
-            time.sleep(0.1)
+            return False
+
+        try:
+            wait_for(alive_and_ready, timeout, f"{self.cmd} to be ready")
+        except AssertionError as late:
+            self.kill()
+            raise RuntimeError(f"{late}:\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

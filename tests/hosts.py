@@ -22,11 +22,10 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from typing import IO, Any
 
-from tests.helpers import REPO
+from tests.helpers import REPO, wait_for
 
 SUBNET = "10.231"  # 10.231.N.0/24, one N per Network
 IFNAMSIZ = 15  # longest Linux interface name (16 bytes with the NUL)
@@ -208,14 +207,18 @@ class Host:
         """The machine vanishes: its link goes down first (nothing more leaves it, not even
         the FIN or RST of its dying sockets), then every process in it gets SIGKILL."""
         _ip("link", "set", self.veth, "down", check=False)
-        deadline = time.monotonic() + 10
-        while pids := self.pids():
+
+        def all_dead() -> bool:
+            pids = self.pids()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"processes {pids} in {self.netns} survived SIGKILL")
-            time.sleep(0.05)
+            return not pids
+
+        try:
+            wait_for(all_dead, 10, lambda: f"processes {self.pids()} in {self.netns} to die", 0.05)
+        except AssertionError as survived:  # close() goes on past a RuntimeError
+            raise RuntimeError(str(survived)) from None
 
     def close(self) -> None:
         """Kill what runs here and remove the namespace (its veth pair goes with it)."""

@@ -16,7 +16,7 @@ TYPES = {
 }
 
 
-# POST routes of the gateway's own beside the catalog's operations (producer/servers/jobs.py)
+# POST routes of the gateway's own beside the catalog's operations (producer/servers/jobs/routes.py)
 OWN_POSTS = {"transcribe", "jobs"}
 
 

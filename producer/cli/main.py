@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
 
     serve = sub.add_parser(
-        "serve", help="HTTP gateway and try-it page (producer/servers/gateway.py)"
+        "serve", help="HTTP gateway and try-it page (producer/servers/gateway/app.py)"
     )
     serve.add_argument("--host", help="bind address (default: SPEECH_GATEWAY_HOST)")
     serve.add_argument("--port", type=int, help="port (default: SPEECH_GATEWAY_PORT)")
@@ -96,7 +96,7 @@ def _serve(client: Client, args: argparse.Namespace) -> int:
 
 
 def _bridge(client: Client, args: argparse.Namespace) -> int:
-    from producer.servers.bridge import run_bridge  # pika only for this subcommand
+    from producer.servers.bridge.server import run_bridge  # pika only for this subcommand
 
     return run_bridge(client, args)
 

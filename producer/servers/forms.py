@@ -39,12 +39,16 @@ class Upload:
     fields: list[tuple[str, str]] = field(default_factory=list)
 
 
-def too_large(size: int, max_bytes: int, at_least: bool = False) -> PayloadTooLarge:
+def too_large(
+    size: int, max_bytes: int, setting: str | None = None, at_least: bool = False
+) -> PayloadTooLarge:
+    """A request over its limit: the payload limit, or the one `setting` names."""
     more = "more than " if at_least else ""
-    return PayloadTooLarge(
-        f"request is {more}{size} bytes, the maximum payload is {max_bytes}"
-        " (SPEECH_MAX_PAYLOAD_BYTES)"
-    )
+    if setting is None:
+        limit = f"the maximum payload is {max_bytes} (SPEECH_MAX_PAYLOAD_BYTES)"
+    else:
+        limit = f"the maximum is {max_bytes} ({setting})"
+    return PayloadTooLarge(f"request is {more}{size} bytes, {limit}")
 
 
 class UploadBudget:

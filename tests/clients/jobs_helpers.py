@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from producer.servers.jobrunner import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from producer.servers.jobs.runner import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.clients.servers import Gateway
 from tests.docs import snippet
 from tests.helpers import TRANSCRIPTS, wait_for

@@ -5,19 +5,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import pika
 import pytest
 
 import producer.settings
 from producer import Client
-from producer.servers import bridge as bridge_module
-from producer.servers.bridge import Bridge as InProcessBridge
+from producer.servers.bridge import server as bridge_module
+from producer.servers.bridge.server import Bridge as InProcessBridge
 from producer.settings import settings
 from tests.clients.servers import Bridge
 from tests.clients.test_bridge import FOX, RpcClient
-from tests.helpers import Vhost, rabbitmqctl
+from tests.helpers import Vhost, rabbitmqctl, wait_for
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672//"  # how kombu renders vhost "/"
 
@@ -47,7 +46,7 @@ def test_the_default_url_reaches_vhost_slash_and_the_bridge_answers(private_name
     thread.start()
     caller = None
     try:
-        _wait_for(lambda: bridge.served, timeout=15)
+        wait_for(lambda: bridge.served, 15, "the bridge to serve", 0.2)
         # When a caller sends it a request on vhost "/"
         caller = RpcClient("amqp://guest:guest@localhost:5672/%2F")
         [reply] = caller.wait(caller.send(b"\xc1", queue=f"{private_names}asr"), timeout=30)
@@ -121,10 +120,3 @@ def _heartbeats(vhost: str) -> set[int]:
     out = rabbitmqctl("list_connections", "vhost", "timeout", "client_properties")
     rows = [line.split("\t", 2) for line in out.splitlines()]
     return {int(row[1]) for row in rows if row[0] == vhost and "speech-bridge" in row[2]}
-
-
-def _wait_for(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)

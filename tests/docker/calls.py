@@ -109,11 +109,15 @@ class BridgeClient:
         return cid
 
     def wait(self, cids: list[str], timeout: float) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while not all(c in self.replies for c in cids):
-            missing = [c for c in cids if c not in self.replies]
-            assert time.monotonic() < deadline, f"{len(missing)} replies missing after {timeout} s"
-            self.connection.process_data_events(time_limit=0.2)
+        def missing() -> list[str]:
+            return [c for c in cids if c not in self.replies]
+
+        def answered() -> bool:
+            if missing():  # take in what the broker sent, for at most 0.2 s
+                self.connection.process_data_events(time_limit=0.2)
+            return not missing()
+
+        wait_for(answered, timeout, lambda: f"{len(missing())} missing replies", every=0)
         return [self.replies.pop(c) for c in cids]
 
     def close(self) -> None:

@@ -9,10 +9,9 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from pathlib import Path
 
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, wait_for
 
 # The tag of the images the tier builds (and removes): never an operator's `latest`.
 TAG = "docker-test"
@@ -128,13 +127,14 @@ class Stack:
 
     def wait_healthy(self, expected: int, timeout: float = 300) -> None:
         """Until `expected` containers run and every one is healthy."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def all_healthy() -> bool:
             seen = self.containers()
-            if len(seen) >= expected and all("(healthy)" in s for s in seen.values()):
-                return
-            time.sleep(2)
-        raise AssertionError(f"not all healthy within {timeout} s: {seen}\n{self.logs()}")
+            return len(seen) >= expected and all("(healthy)" in s for s in seen.values())
+
+        wait_for(
+            all_healthy, timeout, lambda: f"all healthy: {self.containers()}\n{self.logs()}", 2
+        )
 
     def kill(self, container: str) -> None:
         run(["docker", "kill", container], 60)

@@ -18,7 +18,7 @@ import pytest
 
 from producer import Client
 from producer.algorithms.builtins import BUILTINS
-from producer.servers.jobrunner import verify
+from producer.servers.jobs.runner import verify
 from tests.clients.jobs_helpers import recording
 from tests.docker.calls import Batch, BridgeClient, Gateway, Receiver, save_figures
 from tests.docker.stack import Stack
@@ -190,7 +190,7 @@ def test_down_and_up_keep_finished_jobs_and_requests_queued_without_workers(
     rpc = BridgeClient(stack.broker_url(), reply_to=replies)
     cids = [rpc.send({"audio": FOX, "timeout": 600}) for _ in range(3)]
     rpc.close()
-    time.sleep(3)
+    time.sleep(3)  # the bridge and the job runner pass what was sent on to the asr queue
     assert gateway.job(job_id)["state"] == "queued"
     # When the whole platform is taken down and brought up again
     started = time.monotonic()

@@ -2,7 +2,6 @@
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import httpx
 import pytest
 
 from producer import Client
-from tests.helpers import Service, Vhost, Worker, free_port
+from tests.helpers import Service, Vhost, Worker, client_fixture, free_port, wait_for
 
 FLOWER_USER, FLOWER_PASSWORD = "ops", "flower-test-secret"
 
@@ -62,13 +61,15 @@ class Flower(Service):
 def wait_until_tracked(flower: Flower, client: Client, timeout: float = 40.0) -> None:
     """Ping until Flower has seen a task run: workers send task events only once Flower
     has asked them to (it does every 5 s), so earlier tasks would show as merely sent."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def pinged_and_seen() -> bool:
+        # a ping's events reach Flower a moment after its reply: a later round sees them
         client.ping("asr", timeout=10)
-        time.sleep(0.5)
-        if any(t["state"] == "SUCCESS" for t in flower.tasks().values()):
-            return
-    raise AssertionError(f"Flower never saw a task succeed:\n{flower.log()}")
+        return any(t["state"] == "SUCCESS" for t in flower.tasks().values())
+
+    wait_for(
+        pinged_and_seen, timeout, lambda: f"Flower to see a task succeed:\n{flower.log()}", 0.5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +86,7 @@ def ops_worker(ops_vhost: Vhost) -> Iterator[Worker]:
     worker.stop()
 
 
-@pytest.fixture(scope="module")
-def ops_client(ops_vhost: Vhost) -> Iterator[Client]:
-    with Client(ops_vhost.url, timeout=60) as client:
-        yield client
+ops_client = client_fixture("ops_vhost", scope="module")
 
 
 @pytest.fixture(scope="module")

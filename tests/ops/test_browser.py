@@ -8,7 +8,7 @@ from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from producer import Client
-from tests.helpers import ARTIFACTS, DATA
+from tests.helpers import ARTIFACTS, DATA, wait_for
 from tests.ops.conftest import FLOWER_PASSWORD, FLOWER_USER, Flower
 
 CHROMIUM = "/usr/bin/chromium"  # installed by `make system-deps`; never downloaded
@@ -24,19 +24,15 @@ def browser() -> Iterator[Browser]:
 
 
 def _new_tasks(flower: Flower, before: set[str], count: int) -> list[str]:
-    import time
-
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        done = [
+    def done() -> list[str]:
+        return [
             k
             for k, t in flower.tasks().items()
             if k not in before and t["state"] in ("SUCCESS", "FAILURE")
         ]
-        if len(done) >= count:
-            return done
-        time.sleep(0.3)
-    raise AssertionError(f"Flower did not record {count} new tasks")
+
+    wait_for(lambda: len(done()) >= count, 15, f"Flower to record {count} new tasks", 0.3)
+    return done()
 
 
 def test_tasks_page_lists_the_tasks_that_ran(

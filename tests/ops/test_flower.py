@@ -4,14 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 from producer import Client, InvalidAudio
-from tests.helpers import DATA, REPO, Vhost, free_port
+from tests.helpers import DATA, REPO, Vhost, free_port, wait_for
 from tests.ops.conftest import Flower, wait_until_tracked
 
 FOX = DATA / "fox_kal16.wav"
@@ -32,14 +31,15 @@ def ran(flower: Flower, ops_client: Client) -> dict[str, dict[str, Any]]:
 
 def _settled(flower: Flower, before: set[str]) -> dict[str, dict[str, Any]]:
     # Events arrive asynchronously: wait until none of the new tasks is only "sent".
-    deadline = time.monotonic() + 15
-    while True:
-        tasks = {k: t for k, t in flower.tasks().items() if k not in before}
-        if len(tasks) == 3 and all(t["state"] in ("SUCCESS", "FAILURE") for t in tasks.values()):
-            return tasks
-        if time.monotonic() > deadline:
-            raise AssertionError(json.dumps(tasks, indent=1))
-        time.sleep(0.3)
+    def new_tasks() -> dict[str, dict[str, Any]]:
+        return {k: t for k, t in flower.tasks().items() if k not in before}
+
+    def settled() -> bool:
+        tasks = new_tasks()
+        return len(tasks) == 3 and all(t["state"] in ("SUCCESS", "FAILURE") for t in tasks.values())
+
+    wait_for(settled, 15, lambda: f"3 settled tasks in {json.dumps(new_tasks(), indent=1)}", 0.3)
+    return new_tasks()
 
 
 def test_tasks_show_state_queue_runtime_and_audio_as_size_and_format(
@@ -144,10 +144,12 @@ def test_a_broker_list_whose_first_node_is_dead_still_shows_the_workers(
     listed = Flower(f"{dead};{ops_vhost.url}", tmp_path / "f.db").start()
     try:
         # Then Flower reaches the workers through the node that answers
-        deadline = time.monotonic() + 20
-        while not any(n.startswith("ops@") for n in listed.get("/api/workers?refresh=1").json()):
-            assert time.monotonic() < deadline, listed.log()
-            time.sleep(0.5)
+        wait_for(
+            lambda: any(n.startswith("ops@") for n in listed.get("/api/workers?refresh=1").json()),
+            20,
+            lambda: f"Flower to list the ops@ worker:\n{listed.log()}",
+            0.5,
+        )
     finally:
         listed.stop()
 

@@ -2,13 +2,12 @@
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
 
 from producer import Client, InvalidAudio
-from tests.helpers import DATA, Vhost, Worker
+from tests.helpers import DATA, Vhost, Worker, wait_for
 
 KEYVALUE = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 
@@ -17,15 +16,23 @@ def _parse_keyvalue(line: str) -> dict[str, str]:
     return {k: json.loads(v) if v.startswith('"') else v for k, v in KEYVALUE.findall(line)}
 
 
-def _task_lines(worker: Worker, parse: Any, count: int) -> list[dict[str, Any]]:
-    # The line is written after the reply is sent: give it a moment to reach the file.
-    deadline = time.monotonic() + 10
-    while True:
+def _task_lines(
+    worker: Worker, parse: Any, count: int, task: str | None = None
+) -> list[dict[str, Any]]:
+    """The worker's task lines, once `count` of them (of `task`, if named) are written."""
+
+    def records() -> list[dict[str, Any]]:
         lines = [parse(line) for line in worker.log().splitlines() if "task_id" in line]
-        records = [r for r in lines if r.get("event") == "task"]
-        if sum(r["task"] == "speech.asr" for r in records) >= count or time.monotonic() > deadline:
-            return records
-        time.sleep(0.2)
+        return [r for r in lines if r.get("event") == "task"]
+
+    # The line is written after the reply is sent: give it a moment to reach the file.
+    wait_for(
+        lambda: sum(task in (None, r["task"]) for r in records()) >= count,
+        10,
+        lambda: f"{count} task lines of {task or 'any task'} in {records()}",
+        0.2,
+    )
+    return records()
 
 
 def test_keyvalue_lines_name_task_queue_outcome_and_duration(
@@ -36,7 +43,11 @@ def test_keyvalue_lines_name_task_queue_outcome_and_duration(
     with pytest.raises(InvalidAudio):
         ops_client.asr(b"\x00" * 300)
     # When its output is read line by line
-    asr = [r for r in _task_lines(ops_worker, _parse_keyvalue, 2) if r["task"] == "speech.asr"]
+    asr = [
+        r
+        for r in _task_lines(ops_worker, _parse_keyvalue, 2, "speech.asr")
+        if r["task"] == "speech.asr"
+    ]
     records = asr[-2:]
     # Then each task is one parseable line
     ok, failed = records
@@ -54,16 +65,15 @@ def test_an_expired_request_gets_its_line_too(ops_worker: Worker, ops_client: Cl
     result = ops_client.app.signature("speech.ping").apply_async(
         queue="asr", expires=datetime.now(UTC) - timedelta(seconds=1), reply_to="nobody"
     )
+
     # When the worker drops it unrun
-    deadline = time.monotonic() + 10
-    while True:
+    def mine() -> list[dict[str, str]]:
         lines = [_parse_keyvalue(line) for line in ops_worker.log().splitlines()]
-        mine = [r for r in lines if r.get("task_id") == result.id]
-        if mine or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return [r for r in lines if r.get("task_id") == result.id]
+
+    wait_for(mine, 10, f"a line for {result.id}", 0.2)
     # Then it still gets one line, saying so
-    assert [(r["task"], r["queue"], r["outcome"]) for r in mine] == [
+    assert [(r["task"], r["queue"], r["outcome"]) for r in mine()] == [
         ("speech.ping", "asr", "expired")
     ]
 

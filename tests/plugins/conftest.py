@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from producer import Client
 from tests.clients.conftest import browser  # noqa: F401  (Debian chromium, headless)
-from tests.helpers import Vhost, Worker
+from tests.helpers import Vhost, Worker, client_fixture
 from tests.plugins.envs import EXAMPLES, FreshEnv
 
 SCAFFOLDED = "loudness"
@@ -22,10 +21,7 @@ def plugin_broker_url() -> Iterator[str]:
     vhost.delete()
 
 
-@pytest.fixture(scope="session")
-def plugin_client(plugin_broker_url: str) -> Iterator[Client]:
-    with Client(plugin_broker_url, timeout=60) as client:
-        yield client
+plugin_client = client_fixture("plugin_broker_url")
 
 
 @pytest.fixture(scope="session")

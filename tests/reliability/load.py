@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from producer import CallTimeout, Client, SpeechError
-from tests.helpers import DATA
+from tests.helpers import DATA, wait_for
 
 CLIPS = ["fox_kal16.wav", "weather_awb.wav", "numbers_rms.wav"]
 # A call is "hung" if it outlived its timeout by more than this.
@@ -111,17 +111,18 @@ class Load:
 
     def wait_for_success(self, after: float, timeout: float = 60.0) -> float:
         """Seconds from `after` until a call that started after it succeeded."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            done = [c.ended for c in list(self.calls) if c.started >= after and c.outcome == "ok"]
-            if done:
-                return min(done) - after
-            time.sleep(0.1)
-        since = Counter(c.outcome for c in list(self.calls) if c.started >= after)
-        raise AssertionError(
-            f"no call succeeded within {timeout} s: {dict(since)}; where the load threads"
-            f" are:\n{self._stacks()}"
-        )
+
+        def succeeded() -> list[float]:
+            return [c.ended for c in list(self.calls) if c.started >= after and c.outcome == "ok"]
+
+        def stuck() -> str:
+            since = Counter(c.outcome for c in list(self.calls) if c.started >= after)
+            return (
+                f"a call to succeed: {dict(since)}; where the load threads are:\n{self._stacks()}"
+            )
+
+        wait_for(succeeded, timeout, stuck)
+        return min(succeeded()) - after
 
     def _stacks(self) -> str:
         """Each load thread's stack, innermost frames last (what a stuck test must say)."""

@@ -66,7 +66,7 @@ def test_kill_the_asr_leader_node_mid_load(cluster: Cluster, vhost_url: str, run
     gateway, bridge = Gateway(vhost_url).start(), Bridge(vhost_url).start()
     try:
         with Client(vhost_url) as client, Load(client) as load:
-            time.sleep(5)
+            time.sleep(5)  # the load runs a while before the fault
             # When the node holding the asr queue's leader is killed -9
             victim = cluster.leader("asr", vhost)
             killed_at = time.monotonic()
@@ -81,7 +81,7 @@ def test_kill_the_asr_leader_node_mid_load(cluster: Cluster, vhost_url: str, run
             victim.start()
             cluster.wait_running(victim)
             restart_s = time.monotonic() - restarted_at
-            time.sleep(5)
+            time.sleep(5)  # the load runs on a while through the whole cluster
             report = load.stop()
         _check(report)
         assert back_in < RECOVERY_S, back_in
@@ -109,7 +109,7 @@ def test_rolling_restart_of_all_three_nodes(cluster: Cluster, vhost_url: str) ->
     workers = _workers(vhost_url, "roll-")
     try:
         with Client(vhost_url) as client, Load(client) as load:
-            time.sleep(3)
+            time.sleep(3)  # the load runs a while before the first stop
             back: list[float] = []
             # When each node in turn is stopped and started again
             for node in cluster.nodes:
@@ -118,6 +118,8 @@ def test_rolling_restart_of_all_three_nodes(cluster: Cluster, vhost_url: str) ->
                 back.append(load.wait_for_success(stopped_at))
                 node.start()
                 cluster.wait_running(node)
+                # the load runs through the whole cluster a while before the next stop (the
+                # restarted node's quorum replicas catch up; no probe here tells when)
                 time.sleep(3)
             report = load.stop()
         # Then nothing was lost or hung, and service never paused for long
@@ -141,16 +143,16 @@ def test_single_node_broker_down_for_ten_seconds() -> None:
     gateway, bridge = Gateway(url).start(), Bridge(url).start()
     try:
         with Client(url) as client, Load(client) as load:
-            time.sleep(3)
+            time.sleep(3)  # the load runs a while before the fault
             # When the broker stops for 10 s
             node.stop()
             down_at = time.monotonic()
-            time.sleep(10)
+            time.sleep(10)  # the outage
             outage_calls = [c for c in load.calls if down_at + 1 < c.started < down_at + 9]
             node.start()
             up_at = time.monotonic()
             back_in = load.wait_for_success(up_at, timeout=60)
-            time.sleep(3)
+            time.sleep(3)  # the load runs on a while after the outage
             report = load.stop()
         # Then calls during the outage failed fast with BrokerUnavailable, none hung
         assert outage_calls, "no call was made while the broker was down"

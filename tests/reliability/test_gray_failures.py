@@ -38,6 +38,10 @@ RECOVERY_S = 30.0
 HANG_S = 30.0
 # Seconds an alarm lasts.
 ALARM_S = 10.0
+# Seconds the load runs before the fault (calls of every kind in flight when it strikes)...
+LOAD_BEFORE_S = 3.0
+# ...and after the cluster is whole again (the calls made then are in the report).
+LOAD_AFTER_S = 3.0
 
 
 def _rotated(cluster: Cluster, vhost: str, first: Node) -> str:
@@ -92,16 +96,13 @@ def vhost(cluster: Cluster) -> Iterator[str]:
 def _wait_rejoined(cluster: Cluster, node: Node, timeout: float = 120) -> float:
     """Seconds until the resumed node is running and clustered again (restarting it if
     the cluster's partition handling left it stopped)."""
-    start = time.monotonic()
-    deadline = start + timeout
-    while time.monotonic() < deadline:
-        try:
-            if node.running() and node.name in cluster.members():
-                return time.monotonic() - start
-        except Exception:  # noqa: BLE001  (a node still pausing or restarting)
-            pass
-        time.sleep(1)
-    raise AssertionError(f"{node.name} did not rejoin within {timeout} s")
+    return wait_for(
+        lambda: node.running() and node.name in cluster.members(),
+        timeout,
+        f"{node.name} to rejoin",
+        1,
+        tolerate=(Exception,),  # a node still pausing or restarting
+    )
 
 
 @pytest.mark.parametrize("whose", ["client", "leader"])
@@ -120,14 +121,14 @@ def test_a_node_that_hangs_is_left_within_seconds(cluster: Cluster, vhost: str, 
     client_url = _rotated(cluster, vhost, victim if whose == "client" else others[1])
     try:
         with Client(client_url) as client, Load(client) as load:
-            time.sleep(4)
+            time.sleep(4)  # the load runs a while before the fault, as in the alarm test
             # When the node hangs for 30 s, then resumes
             with _hung(victim):
                 hung_at = time.monotonic()
                 back_in = load.wait_for_success(hung_at, timeout=HANG_S)
                 time.sleep(max(0.0, hung_at + HANG_S - time.monotonic()))
             rejoined_s = _wait_rejoined(cluster, victim)
-            time.sleep(3)
+            time.sleep(LOAD_AFTER_S)
             report = load.stop()
             # Then the same Client serves, every call answered
             afterwards = _serves_afterwards(client)
@@ -175,14 +176,12 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
     gateway, bridge = Gateway(url).start(), Bridge(url).start()
     try:
         with Client(url) as client, Load(client) as load:
-            time.sleep(3)
+            time.sleep(LOAD_BEFORE_S)
             # When the broker raises a resource alarm
             _alarm(cluster, kind, True)
             raised_at = time.monotonic()
             try:
-                deadline = raised_at + 30
-                while not _alarms(cluster) and time.monotonic() < deadline:
-                    time.sleep(0.2)
+                wait_for(lambda: _alarms(cluster), 30, f"a {kind} alarm", 0.2)
                 assert kind in _alarms(cluster), f"no {kind} alarm was raised"
                 first_blocked = _first(load, BrokerBlocked.__name__, raised_at, 30)
                 # (a job submitted meanwhile is taken, and waits for the broker)
@@ -190,7 +189,7 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
                 time.sleep(ALARM_S)
                 # (the runner takes it every few seconds, meets the alarm and gives it back)
                 job_during = set()
-                for _ in range(10):
+                for _ in range(10):  # its states over 2 s, sampled
                     job_during.add(job(gateway.url, job_id)["state"])
                     time.sleep(0.2)
                 # Then the gateway answers 503 with Retry-After
@@ -208,7 +207,7 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
             wait_for(lambda: bridge_answers(one_node), 30, "the bridge", 0.5, tolerate=(Exception,))
             bridge_back = time.monotonic() - cleared_at
             finished = wait_state(gateway.url, job_id, ("done", "failed"), timeout=60)
-            time.sleep(3)
+            time.sleep(LOAD_AFTER_S)
             report = load.stop()
             afterwards = _serves_afterwards(client)
         # And calls made during the alarm failed at once with BrokerBlocked
@@ -250,10 +249,9 @@ def test_a_resource_alarm_fails_calls_at_once_and_service_resumes(
 
 def _first(load: Load, outcome: str, after: float, timeout: float) -> float:
     """When the first call that started after `after` ended with `outcome`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ends = [c.ended for c in list(load.calls) if c.started >= after and c.outcome == outcome]
-        if ends:
-            return min(ends)
-        time.sleep(0.1)
-    raise AssertionError(f"no call ended with {outcome} within {timeout} s")
+
+    def ends() -> list[float]:
+        return [c.ended for c in list(load.calls) if c.started >= after and c.outcome == outcome]
+
+    wait_for(ends, timeout, f"a call to end with {outcome}")
+    return min(ends())

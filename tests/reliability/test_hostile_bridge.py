@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from producer.errors import InvalidInput
-from producer.servers.bridge_request import (
+from producer.servers.bridge.request import (
     DIRECT_REPLY_TO,
     MAX_ERROR_CHARS,
     Unanswerable,
@@ -30,8 +30,8 @@ from producer.servers.bridge_request import (
 )
 from producer.settings import settings as speech_settings
 from tests.clients.servers import Bridge, Producer
-from tests.clients.test_bridge import FOX, RpcClient
-from tests.helpers import Vhost, Worker, rabbitmqctl
+from tests.clients.test_bridge import FOX, RpcClient, queue_count, wait_unacked
+from tests.helpers import Vhost, Worker, wait_for
 from tests.reliability.conftest import record
 
 # New inputs every run, yet any failure can be replayed: a failing run names its seed,
@@ -219,18 +219,6 @@ def _still_serves(rpc: RpcClient, bridge: Bridge) -> float:
     return time.monotonic() - start
 
 
-def _dead_letter(rpc: RpcClient, marker: str, timeout: float = 15) -> Any:
-    """The message with correlation id `marker` in rpc.dead, with its properties."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        method, props, _ = rpc.channel.basic_get("rpc.dead", auto_ack=True)
-        if method is not None and props.correlation_id == marker:
-            return props
-        if method is None:
-            time.sleep(0.2)
-    raise AssertionError(f"{marker} never reached rpc.dead")
-
-
 @pytest.mark.parametrize(
     ("request_", "error", "message"),
     [
@@ -301,7 +289,7 @@ def test_a_reply_to_rabbitmq_cannot_resolve_is_dead_lettered_once(
     start = time.monotonic()
     rpc.channel.basic_publish("", "rpc.asr", msgpack.packb({"audio": FOX}), props)
     # Then it is dead-lettered (rejected by the bridge), once
-    dead = _dead_letter(rpc, marker)
+    dead = rpc.dead_letter(marker)
     assert dead.headers["x-death"][0]["reason"] == "rejected"
     assert dead.headers["x-death"][0]["count"] == 1
     assert reply_to[:40] in bridge.log()
@@ -327,11 +315,11 @@ def test_a_request_whose_bridge_dies_twice_is_dead_lettered() -> None:
             if attempt == 0:
                 client = RpcClient(vhost.url)
                 marker = client.send(msgpack.packb({"audio": FOX, "timeout": 300}), "rpc.vad")
-            _wait_for(lambda: _unacked(vhost, "rpc.vad") == 1)
+            wait_unacked(vhost, "rpc.vad", 1)
             killed.kill()
         # Then RabbitMQ stops handing it out and dead-letters it
         assert client is not None
-        dead = _dead_letter(client, marker)
+        dead = client.dead_letter(marker)
         assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
         assert _ready(vhost, "rpc.vad") == 0
     finally:
@@ -355,7 +343,7 @@ def test_a_result_larger_than_a_reply_may_be_is_payload_too_large(
         assert reply["error"]["type"] == "PayloadTooLarge", reply
         assert "more than the 200 a reply may hold" in reply["error"]["message"]
         assert len(msgpack.packb(reply)) <= 200
-        _wait_for(lambda: _unacked(vhost, "rpc.asr") == 0)
+        wait_unacked(vhost, "rpc.asr", 0)
     finally:
         client.close()
         small.stop()
@@ -407,26 +395,17 @@ def test_a_batch_of_hostile_requests_leaves_the_bridge_serving(
         assert kind == "result" or kind in TYPED, f"{reply} for {body[:60]!r} {REPLAY}"
         kinds[kind] = kinds.get(kind, 0) + 1
     # And nothing is left in rpc.asr, and a normal call is answered by the same connection
-    _wait_for(lambda: _ready(vhost, "rpc.asr") == 0 and _unacked(vhost, "rpc.asr") == 0)
+    wait_for(
+        lambda: _ready(vhost, "rpc.asr") == 0 and queue_count(vhost, "rpc.asr") == 0,
+        30,
+        lambda: (
+            f"rpc.asr empty: {_ready(vhost, 'rpc.asr')} ready, "
+            f"{queue_count(vhost, 'rpc.asr')} unacknowledged"
+        ),
+        0.3,
+    )
     record("bridge_hostile_batch", seed=FUZZ_SEED, next_call_s=_still_serves(rpc, bridge), **kinds)
 
 
-def _unacked(vhost: Vhost, queue: str) -> int:
-    return _count(vhost, queue, "messages_unacknowledged")
-
-
 def _ready(vhost: Vhost, queue: str) -> int:
-    return _count(vhost, queue, "messages_ready")
-
-
-def _count(vhost: Vhost, queue: str, column: str) -> int:
-    out = rabbitmqctl("list_queues", "-p", vhost.name, "name", column)
-    rows = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
-    return int(rows.get(queue, "-1"))
-
-
-def _wait_for(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.3)
+    return queue_count(vhost, queue, "messages_ready")

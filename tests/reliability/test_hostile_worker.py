@@ -19,7 +19,7 @@ from celery import Celery
 import celeryconfig
 from producer import CallTimeout, Client, InvalidAudio, InvalidOptions
 from tests.bombs import silent_flac
-from tests.helpers import DATA, TRANSCRIPTS, Vhost, Worker, wer
+from tests.helpers import DATA, TRANSCRIPTS, Vhost, Worker, client_fixture, wait_for, wer
 from tests.reliability.conftest import record
 
 FOX = (DATA / "fox_kal16.wav").read_bytes()
@@ -45,10 +45,7 @@ def worker(hostile_vhost: Vhost) -> Iterator[Worker]:
     w.stop()
 
 
-@pytest.fixture(scope="module")
-def client(hostile_vhost: Vhost, worker: Worker) -> Iterator[Client]:
-    with Client(hostile_vhost.url) as c:
-        yield c
+client = client_fixture("hostile_vhost", scope="module", timeout=None, after=("worker",))
 
 
 def _pool_process(worker: Worker) -> int:
@@ -147,9 +144,7 @@ def test_a_task_on_another_algorithms_queue_is_dead_lettered(
         client.app.send_task("speech.asr", args=[FOX], queue="features").id: "speech.asr",
     }
     # Then both are rejected into the dead-letter queue, unrun
-    deadline = time.monotonic() + 20
-    while hostile_vhost.queues().get(dead, 0) < already + 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_dead(hostile_vhost, already + 2, 20)
     assert hostile_vhost.queues().get(dead, 0) == already + 2
     conn = pika.BlockingConnection(pika.URLParameters(hostile_vhost.url))
     try:
@@ -243,9 +238,12 @@ def _dead_letters(vhost: Vhost) -> list[tuple[dict, str]]:
 
 def _wait_dead(vhost: Vhost, count: int, timeout: float = 30.0) -> None:
     dead = celeryconfig.DEAD_LETTER_NAME
-    deadline = time.monotonic() + timeout
-    while vhost.queues().get(dead, 0) < count and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(
+        lambda: vhost.queues().get(dead, 0) >= count,
+        timeout,
+        lambda: f"{count} dead letters (the queues: {vhost.queues()})",
+        0.2,
+    )
 
 
 def test_celery_builtins_and_onward_messages_run_nowhere(

@@ -1,7 +1,6 @@
 """Messages no Celery producer would send, published raw: never run, dead-lettered."""
 
 import pickle
-import time
 import uuid
 
 import msgpack
@@ -9,7 +8,7 @@ import pika
 
 import celeryconfig
 from producer import Client
-from tests.helpers import Vhost, Worker
+from tests.helpers import Vhost, Worker, wait_for
 from tests.reliability.conftest import record
 
 
@@ -49,9 +48,12 @@ def test_poison_messages_are_dead_lettered_and_never_run(own_vhost: Vhost) -> No
             channel.basic_publish(celeryconfig.EXCHANGE_NAME, "asr", body, props)
         # Then every one of them reaches the dead-letter queue
         dead = celeryconfig.DEAD_LETTER_NAME
-        deadline = time.monotonic() + 30
-        while own_vhost.queues().get(dead, 0) < len(POISON) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_for(
+            lambda: own_vhost.queues().get(dead, 0) >= len(POISON),
+            30,
+            lambda: f"{len(POISON)} dead letters (the queues: {own_vhost.queues()})",
+            0.5,
+        )
         assert own_vhost.queues().get(dead) == len(POISON)
         # And none ran, and the worker still serves
         log = worker.log()
@@ -94,19 +96,30 @@ def test_a_request_that_kills_its_worker_every_time_stops_at_the_delivery_limit(
         result = sig.apply_async(queue="asr", expires=600)
         deliveries = 0
         dead = celeryconfig.DEAD_LETTER_NAME
+        received = f"{result.id}] received"
         for attempt in range(celeryconfig.max_redeliveries + 3):
             if own_vhost.queues().get(dead, 0):
                 break
             worker = Worker(own_vhost.url, "asr", name=f"doomed{attempt}").start()
-            deadline = time.monotonic() + 15
-            while f"{result.id}] received" not in worker.log() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            deliveries += f"{result.id}] received" in worker.log()
+            # it gets the request, unless the broker dead-letters it instead of delivering
+            wait_for(
+                lambda w=worker: received in w.log() or own_vhost.queues().get(dead, 0),
+                15,
+                f"{worker.name}: {received}",
+                0.2,
+            )
+            deliveries += received in worker.log()
             worker.kill()
-            time.sleep(1)
+            # The broker takes the request back: ready again, or dead-lettered at the limit
+            wait_for(lambda: _back(own_vhost, dead), 15, "the request back in a queue")
         # Then after the first delivery and max_redeliveries more it is dead-lettered
         # instead of looping for ever
         assert own_vhost.queues().get(dead) == 1
         assert own_vhost.queues()["asr"] == 0
         assert deliveries == celeryconfig.max_redeliveries + 1
         record("redelivery_cap", deliveries=deliveries, dead_lettered=1)
+
+
+def _back(vhost: Vhost, dead: str) -> bool:
+    queues = vhost.queues()
+    return queues.get("asr", 0) + queues.get(dead, 0) == 1

@@ -12,7 +12,7 @@ import psutil
 
 from producer import Client, SpeechError
 from producer.client.replies import REPLY_QUEUE_PREFIX
-from tests.helpers import DATA, Vhost, Worker, rabbitmqctl
+from tests.helpers import DATA, Vhost, Worker, rabbitmqctl, wait_for
 from tests.reliability.conftest import record
 
 CALLS = int(os.environ.get("SPEECH_SOAK_CALLS", "50000"))
@@ -78,12 +78,13 @@ def test_soak_every_call_answered_with_its_own_answer(own_vhost: Vhost) -> None:
         # And nothing is left behind: no request waiting or unacked, nothing dead-lettered,
         # no reply queue once the Client is closed
         # (the broker's queue statistics lag by a few seconds: poll them)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            queues, unacked = own_vhost.queues(), _unacked(own_vhost)
-            if queues.get("asr") == 0 and not unacked:
-                break
-            time.sleep(1)
+        wait_for(
+            lambda: own_vhost.queues().get("asr") == 0 and not _unacked(own_vhost),
+            30,
+            lambda: f"asr drained: {own_vhost.queues()}, unacked {_unacked(own_vhost)}",
+            1,
+        )
+        queues, unacked = own_vhost.queues(), _unacked(own_vhost)
         assert queues.get("asr") == 0 and queues.get("speech.dead", 0) == 0, queues
         assert unacked == {}
         assert _reply_queues(own_vhost) == []

@@ -123,11 +123,10 @@ def test_a_worker_host_cut_off_longer_than_the_heartbeat_rejoins(
                 hosts[0].plug()
             plugged_at = time.monotonic()
             # Then the cut worker reconnects and takes requests again
-            while not _received(cut) - before:
-                assert time.monotonic() - plugged_at < 60, "the cut worker never came back"
-                time.sleep(0.2)
-            rejoined_s = time.monotonic() - plugged_at
-            time.sleep(5)
+            rejoined_s = wait_for(
+                lambda: _received(cut) - before, 60, "the cut worker to take requests again", 0.2
+            )
+            time.sleep(5)  # the load runs on a while with both workers back
             report = load.stop()
             longest_gap = report.longest_gap_s
         # And nothing was lost, hung or wrong: what the cut worker held went to the other

@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from producer import Client
-from tests.helpers import DATA, TRANSCRIPTS, Vhost, Worker
+from tests.helpers import DATA, TRANSCRIPTS, Vhost, Worker, wait_for
 from tests.reliability.conftest import record
 
 CLIPS = sorted(TRANSCRIPTS)
@@ -36,9 +36,7 @@ def test_kill_9_one_of_two_workers_with_40_calls_in_flight(own_vhost: Vhost) -> 
             # When 40 calls are in flight and one worker is killed with SIGKILL
             with ThreadPoolExecutor(40) as pool:
                 futures = [pool.submit(client.asr, DATA / n, 180) for n in calls]
-                deadline = time.monotonic() + 60
-                while len(_received_ids(a)) < 3 and time.monotonic() < deadline:
-                    time.sleep(0.1)
+                wait_for(lambda: len(_received_ids(a)) >= 3, 60, "3 calls at the victim")
                 a.signal(signal.SIGKILL)
                 results = [f.result() for f in futures]
             # Then every caller got the right transcript
@@ -70,10 +68,10 @@ def test_sigterm_mid_task_finishes_the_task(own_vhost: Vhost, tmp_path) -> None:
 
             caller = threading.Thread(target=call)
             caller.start()
-            deadline = time.monotonic() + 30
-            while not _received_ids(worker) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.5)  # received by the parent; now running in the warm child
+            wait_for(lambda: _received_ids(worker), 30, "the call at the worker", 0.05)
+            # "received" is the parent's line; the child that runs the task logs nothing
+            # until it ends, so give it a moment to start
+            time.sleep(0.5)
             # When the worker's main process is asked to stop (warm shutdown) mid-task
             assert worker.proc is not None
             os.kill(worker.proc.pid, signal.SIGTERM)

@@ -9,7 +9,7 @@ from pika.spec import Basic, BasicProperties
 
 from producer import Client
 from producer.errors import InvalidInput
-from producer.servers.bridge import (
+from producer.servers.bridge.server import (
     MAX_ERROR_CHARS,
     Bridge,
     ReplyConnection,

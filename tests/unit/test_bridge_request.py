@@ -7,7 +7,7 @@ import msgpack
 import pytest
 
 from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge
-from producer.servers.bridge_request import (
+from producer.servers.bridge.request import (
     Unanswerable,
     check_reply_to,
     encode_reply,

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 from producer.algorithms.builtins import BUILTINS
 from producer.algorithms.catalog import Catalog, build_catalog
 from producer.servers.gateway import create_app
-from producer.servers.openapi import option_schema
+from producer.servers.gateway.openapi import option_schema
 from tests.openapi_checks import check_document
 from tests.plugin.speech_echo_demo import ALGORITHM as ECHO
 
@@ -82,7 +82,7 @@ def test_option_kinds_map_to_json_schema() -> None:
 def test_the_bridge_consumes_one_queue_per_catalog_operation() -> None:
     from producer import Client
     from producer.algorithms.catalog import catalog
-    from producer.servers.bridge import Bridge
+    from producer.servers.bridge.server import Bridge
 
     with Client("amqp://guest:guest@127.0.0.1:1//") as client:  # never connected here
         bridge = Bridge(client, 1)

@@ -9,7 +9,7 @@ import pytest
 
 from producer import errors
 from producer.servers import wire
-from producer.servers.bridge_request import Request, encode_reply, parse_request
+from producer.servers.bridge.request import Request, encode_reply, parse_request
 from tests.helpers import loaded_modules
 
 

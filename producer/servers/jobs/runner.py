@@ -2,7 +2,7 @@
 ended once, announced to their callback.
 
 Each gateway process is one owner. Its job threads claim the oldest runnable job from the
-shared store (producer.servers.jobstore) and renew the claim every third of SPEECH_JOB_LEASE
+shared store (producer.servers.jobs.store) and renew the claim every third of SPEECH_JOB_LEASE
 while it runs; a gateway that dies stops renewing, and after the lease another gateway
 (or this one, restarted) claims the job and runs it from the start: the algorithms are
 pure functions, so running one again is safe, and a gateway whose lease was taken over
@@ -44,8 +44,8 @@ from producer.errors import (
     StoreUnavailable,
 )
 from producer.servers import operations, wire
-from producer.servers.jobstore import Job, JobStore
-from producer.servers.spool import remove_orphans, tag
+from producer.servers.jobs.spool import remove_orphans, tag
+from producer.servers.jobs.store import Job, JobStore
 
 log = logging.getLogger("speech.jobs")
 # Runs of one job before it is failed: a job that kills its gateway must not loop forever.
@@ -179,7 +179,9 @@ class JobRunner:
             return
         away = self._unserved(job.operation)
         if away:
-            delay = min(MAX_BACKOFF_SECONDS, max(RETRY_SECONDS, (time.time() - job.created) / 4))
+            delay = min(
+                MAX_BACKOFF_SECONDS, max(RETRY_SECONDS, (self.store.clock() - job.created) / 4)
+            )
             log.info("job %s: no worker consumes %s; again in %g s", job.id, away, delay)
             self.store.release(job.id, self.owner, delay, unrun=True)
             return

@@ -17,7 +17,7 @@ unacked, so RabbitMQ hands them to another bridge; a request delivered more than
 `bridge_delivery_limit` + 1 times is dead-lettered to `rpc.dead` instead. Requests nobody
 can answer (no reply_to, or a direct reply-to name RabbitMQ never issued) are rejected
 unrun and dead-lettered too. What a request may hold is checked by the pure functions of
-producer/servers/bridge_request.py, which also bound every reply.
+producer/servers/bridge/request.py, which also bound every reply.
 
 Replies go out on a connection of their own: a reply the broker refuses (406, e.g. larger
 than its max message size) closes only its channel, and one it chokes on (541, a forged
@@ -53,7 +53,7 @@ from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client.core import Client
 from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
 from producer.servers import wire
-from producer.servers.bridge_request import (
+from producer.servers.bridge.request import (
     MAX_ERROR_CHARS,
     Request,
     Unanswerable,

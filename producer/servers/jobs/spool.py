@@ -18,13 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from producer.errors import InvalidInput, PayloadTooLarge
-from producer.servers.forms import AUDIO_FIELD, MULTIPART_SLACK, FormReader
-
-
-def too_large(size: int, max_bytes: int, setting: str, at_least: bool = False) -> PayloadTooLarge:
-    more = "more than " if at_least else ""
-    return PayloadTooLarge(f"request is {more}{size} bytes, the maximum is {max_bytes} ({setting})")
+from producer.errors import InvalidInput
+from producer.servers.forms import AUDIO_FIELD, MULTIPART_SLACK, FormReader, too_large
 
 
 def tag(kind: str) -> str:
@@ -90,10 +85,12 @@ class SpooledBody:
             raise too_large(self.size, self.limit, self.setting, at_least=True)
         self.file.write(chunk)
 
-    def finish(self) -> None:
+    def finish(self) -> list[tuple[str, str]]:
+        """The body's fields (none: options come in the query); the audio is in the spool."""
         self.file.close()
         if self.size == 0:
             raise InvalidInput("audio is empty (0 bytes)")
+        return self.fields
 
 
 class SpooledForm(FormReader):
@@ -123,7 +120,8 @@ class SpooledForm(FormReader):
             self._close_files()
             raise too_large(self.clip_sizes[-1], self.max_bytes, self.setting, at_least=True)
 
-    def finish(self) -> None:  # type: ignore[override]
+    def finish(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        """The form's fields; its clips are in the spool."""
         self._close_files()
         if not self._ended:
             raise InvalidInput("multipart/form-data body ended before its closing boundary")
@@ -131,6 +129,7 @@ class SpooledForm(FormReader):
             raise InvalidInput(f"multipart upload without an {AUDIO_FIELD!r} file field")
         if not all(self.clip_sizes):
             raise InvalidInput("audio is empty (0 bytes)")
+        return self.fields
 
     @property
     def fields(self) -> list[tuple[str, str]]:
@@ -175,5 +174,4 @@ __all__ = [
     "SpooledForm",
     "remove_orphans",
     "tag",
-    "too_large",
 ]

@@ -8,7 +8,6 @@ together. Queued jobs past their maximum wait end failed with a JobExpired error
 """
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ class JobLimits:
 
 def check_room(cur: Any, limits: JobLimits, caller: str, size: int) -> None:
     """Raise TooManyRequests or StorageFull if a job of `size` bytes by `caller` would pass
-    a limit; `cur` is a cursor of the store (producer.servers.jobstore)."""
+    a limit; `cur` is a cursor of the store (producer.servers.jobs.store)."""
     cur.execute(
         f"SELECT COUNT(*), COALESCE(SUM(bytes), 0),"
         f" COALESCE(SUM(CASE WHEN caller = ? THEN 1 ELSE 0 END), 0)"
@@ -54,9 +53,8 @@ def check_room(cur: Any, limits: JobLimits, caller: str, size: int) -> None:
         )
 
 
-def expire_queued(cur: Any, max_queued: float) -> int:
-    """End failed every job queued for longer than `max_queued` seconds; how many."""
-    now = time.time()
+def expire_queued(cur: Any, max_queued: float, now: float) -> int:
+    """End failed every job queued for longer than `max_queued` seconds at `now`; how many."""
     error = wire.error_body(
         JobExpired(
             f"the job waited queued for more than {max_queued:g} s"

@@ -6,8 +6,10 @@ machines sharing jobs. Every change of state is one transaction guarded by its
 precondition (`WHERE state = 'running' AND owner = ?`), so a gateway whose lease ran out
 can never overwrite the work of the gateway that took its job over. Audio is stored in
 the database itself, in chunks, so any gateway can run any job, and it goes when the job
-ends. Times are wall-clock seconds (time.time()): gateways sharing a store need clocks in
-sync to well under a lease.
+ends. Times are wall-clock seconds from the store's clock (time.time unless it is given
+another: the tests move a fake one): gateways sharing a store need clocks in sync to well
+under a lease. The schema is versioned: producer.servers.jobs.migrations brings a store
+up to date when it is opened.
 """
 
 import json
@@ -15,7 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from producer.errors import StoreUnavailable, UnknownJob
-from producer.servers.joblimits import JobLimits, check_room, expire_queued
+from producer.servers.jobs.limits import JobLimits, check_room, expire_queued
+from producer.servers.jobs.migrations import MIGRATIONS, Migration, migrate
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
@@ -31,37 +34,6 @@ FINISHED = ("done", "failed", "cancelled")
 CHUNK_BYTES = 1024 * 1024
 SQLITE_FILE = "jobs.sqlite3"
 
-_JOBS = """CREATE TABLE IF NOT EXISTS speech_jobs (
-    id TEXT PRIMARY KEY,
-    operation TEXT NOT NULL,
-    options TEXT NOT NULL,
-    clips INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    progress DOUBLE PRECISION NOT NULL DEFAULT 0,
-    result TEXT,
-    error TEXT,
-    callback TEXT,
-    created DOUBLE PRECISION NOT NULL,
-    started DOUBLE PRECISION,
-    finished DOUBLE PRECISION,
-    owner TEXT,
-    lease_until DOUBLE PRECISION,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    callback_state TEXT,
-    callback_attempts INTEGER NOT NULL DEFAULT 0,
-    callback_next DOUBLE PRECISION,
-    caller TEXT,
-    bytes BIGINT NOT NULL DEFAULT 0)"""
-# Columns added since the first stores were made: added to an older store at start.
-_ADDED = (("caller", "TEXT"), ("bytes", "BIGINT NOT NULL DEFAULT 0"))
-_AUDIO = """CREATE TABLE IF NOT EXISTS speech_job_audio (
-    job_id TEXT NOT NULL,
-    clip INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    data {blob} NOT NULL,
-    PRIMARY KEY (job_id, clip, seq))"""
-_INDEX = "CREATE INDEX IF NOT EXISTS speech_jobs_state ON speech_jobs (state, lease_until)"
 _COLUMNS = (
     "id, operation, options, clips, state, progress, result, error, callback, created,"
     " started, finished, owner, attempts, cancel_requested"
@@ -117,8 +89,13 @@ class JobStore:
         per_caller: int = 2**31,
         most: int = 2**31,
         max_bytes: int = 2**62,
+        clock: Callable[[], float] = time.time,
+        migrations: Sequence[Migration] = MIGRATIONS,
     ) -> None:
+        """Open the store, migrated to the last of `migrations` (StoreTooNew if it is past
+        them); `clock` tells the time (wall-clock seconds) for leases and every timestamp."""
         self.limits = JobLimits(per_caller, most, max_bytes)
+        self.clock = clock
         self.postgres = url.startswith(("postgresql://", "postgres://"))
         if self.postgres:
             self.url = url
@@ -128,14 +105,7 @@ class JobStore:
             self.url = str(path)
         self._local = threading.local()
         with self._tx() as cur:
-            cur.execute(_JOBS)
-            cur.execute(_AUDIO.format(blob="BYTEA" if self.postgres else "BLOB"))
-            cur.execute(_INDEX)
-            cur.execute("SELECT * FROM speech_jobs WHERE 1 = 0")
-            have = {column[0] for column in cur.cur.description}
-            for name, kind in _ADDED:
-                if name not in have:
-                    cur.execute(f"ALTER TABLE speech_jobs ADD COLUMN {name} {kind}")
+            migrate(cur, migrations)
 
     # --- connections --------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -197,7 +167,7 @@ class JobStore:
             cur.execute(
                 "INSERT INTO speech_jobs (id, operation, options, clips, state, callback,"
                 " created, caller, bytes) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (job_id, operation, json.dumps(options), len(clips), callback, time.time(),
+                (job_id, operation, json.dumps(options), len(clips), callback, self.clock(),
                  caller, size),
             )  # fmt: skip
             for clip, path in enumerate(clips):
@@ -219,7 +189,7 @@ class JobStore:
     def expire(self, max_queued: float) -> int:
         """End failed (JobExpired) the jobs queued for more than `max_queued` seconds."""
         with self._tx() as cur:
-            return expire_queued(cur, max_queued)
+            return expire_queued(cur, max_queued, self.clock())
 
     def get(self, job_id: str) -> Job:
         with self._tx() as cur:
@@ -233,7 +203,7 @@ class JobStore:
         """The job to run next, now `owner`'s: a queued one, or a running one whose gateway
         stopped renewing its lease. Fair across callers: the oldest job of the callers
         with the fewest jobs running, so one caller's backlog never queues the others."""
-        now = time.time()
+        now = self.clock()
         pick = (
             "SELECT id FROM speech_jobs j WHERE (state = 'queued' OR state = 'running')"
             " AND (lease_until IS NULL OR lease_until < ?) ORDER BY (SELECT COUNT(*) FROM"
@@ -258,7 +228,7 @@ class JobStore:
             cur.execute(
                 "UPDATE speech_jobs SET lease_until = ?, progress = ? WHERE id = ? AND owner = ?"
                 " AND state = 'running' RETURNING cancel_requested",
-                (time.time() + lease, progress, job_id, owner),
+                (self.clock() + lease, progress, job_id, owner),
             )
             row = cur.fetchone()
         return None if row is None else bool(row[0])
@@ -274,7 +244,7 @@ class JobStore:
         """End `owner`'s job as done, failed or cancelled; its audio goes, its callback is due.
         False (and nothing changed) when the job is no longer `owner`'s."""
         assert state in FINISHED
-        now = time.time()
+        now = self.clock()
         with self._tx() as cur:
             cur.execute(
                 "UPDATE speech_jobs SET state = ?, result = ?, error = ?, finished = ?,"
@@ -296,14 +266,14 @@ class JobStore:
             cur.execute(
                 "UPDATE speech_jobs SET state = 'queued', owner = NULL, lease_until = ?,"
                 " attempts = attempts - ? WHERE id = ? AND owner = ? AND state = 'running'",
-                (time.time() + delay, int(unrun), job_id, owner),
+                (self.clock() + delay, int(unrun), job_id, owner),
             )
             return bool(cur.rowcount == 1)
 
     def cancel(self, job_id: str) -> Job:
         """A queued job ends cancelled now; a running one is asked to stop (its gateway ends
         it between segments); a finished one is left as it is."""
-        now = time.time()
+        now = self.clock()
         with self._tx() as cur:
             cur.execute(
                 "UPDATE speech_jobs SET state = 'cancelled', finished = ?, lease_until = NULL,"
@@ -344,7 +314,7 @@ class JobStore:
     def due_callback(self, hold: float) -> Job | None:
         """A finished job whose callback is due, held for `hold` seconds (another gateway
         takes it after that if this one dies before saying how the delivery went)."""
-        now = time.time()
+        now = self.clock()
         pick = (
             "SELECT id FROM speech_jobs WHERE callback_state = 'pending' AND callback_next <= ?"
             " ORDER BY callback_next LIMIT 1"
@@ -367,7 +337,7 @@ class JobStore:
             cur.execute(
                 "UPDATE speech_jobs SET callback_state = ?, callback_attempts ="
                 " callback_attempts + 1, callback_next = ? WHERE id = ?",
-                (state, time.time() + (retry_in or 0), job_id),
+                (state, self.clock() + (retry_in or 0), job_id),
             )
 
     def callback_attempts(self, job_id: str) -> int:
@@ -382,7 +352,7 @@ class JobStore:
             cur.execute(
                 "SELECT id FROM speech_jobs WHERE finished < ? AND (callback_state IS NULL"
                 " OR callback_state <> 'pending')",
-                (time.time() - retention,),
+                (self.clock() - retention,),
             )
             ids = [row[0] for row in cur.fetchall()]
             for job_id in ids:
@@ -405,6 +375,10 @@ class _Cursor:
 
     def fetchall(self) -> list[Any]:
         return list(self.cur.fetchall())
+
+    @property
+    def description(self) -> Any:
+        return self.cur.description
 
     @property
     def rowcount(self) -> int:

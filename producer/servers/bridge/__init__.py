@@ -1,0 +1,7 @@
+"""The AMQP bridge (`python -m producer bridge`): `server` consumes the `rpc.<algorithm>`
+queues and answers through the Client; `request` says what a request may be (pure
+functions, fuzzed directly)."""
+
+from producer.servers.bridge.server import Bridge, pika_parameters, run_bridge
+
+__all__ = ["Bridge", "pika_parameters", "run_bridge"]

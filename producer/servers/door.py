@@ -1,0 +1,142 @@
+"""What the gateway's routers share: the door's state, the API key check, who a request
+counts against, the one upload reader and the `timeout` option.
+
+The upload reader knows HTTP (Content-Type, Content-Length, the query, the body as it
+arrives) and nothing of where the audio goes: a router hands it the readers to feed,
+in memory (producer.servers.forms) for calls, spooled to files (producer.servers.jobs.spool)
+for recordings and jobs. Every check comes before the body is read, in the same order
+for every route: the announced length, the Content-Type, the options in the query.
+"""
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from producer.algorithms.options import check_timeout
+from producer.errors import InvalidAudio
+from producer.servers.forms import MULTIPART_SLACK, UploadBudget, too_large
+
+# Content-Types taken as raw audio, besides audio/*.
+RAW_TYPES = {"", "application/octet-stream"}
+Fields = list[tuple[str, str]]
+T_co = TypeVar("T_co", covariant=True)
+
+
+@dataclass
+class Door:
+    """The gateway's state, built once by create_app and read by every route
+    (`request.app.state.door`)."""
+
+    client: Any  # producer.Client, or a test double that looks like one
+    calls: ThreadPoolExecutor  # the Client blocks: calls run here, off the event loop
+    pings: ThreadPoolExecutor  # health pings, answered even when every call thread is busy
+    uploads: UploadBudget
+    api_key: str = ""
+    retry_after: int = 1
+    health_timeout: float = 1.0
+    listing: dict[str, Any] = field(default_factory=dict)  # GET /v1/algorithms
+
+    @property
+    def operations(self) -> list[str]:
+        return list(self.listing.get("operations", []))
+
+    def caller(self, request: Request) -> str:
+        """Who a request counts against: its API key when the gateway has keys (hashed:
+        keys never sit in memory twice), else the client's address."""
+        if self.api_key:
+            key = request.headers.get("x-api-key", "").encode()
+            return "key:" + hashlib.sha256(key).hexdigest()[:16]
+        return "address:" + (request.client.host if request.client else "")
+
+
+class Unauthorized(Exception):
+    """Raised when a request lacks the gateway's X-API-Key (answered 401)."""
+
+
+def door(request: Request) -> Door:
+    state: Door = request.app.state.door
+    return state
+
+
+def authorized(
+    request: Request, key: str | None = Depends(APIKeyHeader(name="X-API-Key", auto_error=False))
+) -> None:
+    """The routes' dependency: the X-API-Key header matches the gateway's key, if it has one."""
+    api_key = door(request).api_key
+    if api_key and not hmac.compare_digest((key or "").encode(), api_key.encode()):
+        raise Unauthorized()
+
+
+class Reader(Protocol[T_co]):
+    """What the upload reader feeds: the body chunk by chunk, then finish() for the upload."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def finish(self) -> T_co: ...
+
+
+async def read_upload(
+    request: Request,
+    max_bytes: int,
+    take: Callable[[int], None],
+    *,
+    form: Callable[[str], Reader[T_co]],
+    body: Callable[[], Reader[T_co]],
+    setting: str | None = None,
+    check_query: Callable[[Fields], Any] | None = None,
+) -> tuple[T_co, Fields]:
+    """The upload (what `form(content_type)` or `body()` makes of the body) and the query's
+    fields. The body is counted by `take` (the upload budget) as it arrives and refused at
+    the first byte past `max_bytes` (named by `setting`), or before any, given a
+    Content-Length; `check_query` refuses bad options in the query before the body is read."""
+    ctype = request.headers.get("content-type", "")
+    kind = ctype.split(";")[0].strip().lower()
+    multipart = kind == "multipart/form-data"
+    length = announced_length(request)
+    if length is not None and length > max_bytes + (MULTIPART_SLACK if multipart else 0):
+        raise too_large(length, max_bytes, setting)
+    reader: Reader[T_co]
+    if multipart:
+        reader = form(ctype)
+    elif kind in RAW_TYPES or kind.startswith("audio/"):
+        reader = body()
+    else:
+        raise not_audio(kind)
+    query = request.query_params.multi_items()
+    if check_query is not None:
+        check_query(query)  # a bad option in the query costs no upload
+    async for chunk in request.stream():
+        take(len(chunk))  # Overloaded when all uploads together pass the gateway's budget
+        reader.feed(chunk)
+    return reader.finish(), query
+
+
+def announced_length(request: Request) -> int | None:
+    """The request's Content-Length, when it is a plain number."""
+    length = request.headers.get("content-length", "")
+    return int(length) if length.isascii() and length.isdigit() else None
+
+
+def not_audio(kind: str) -> InvalidAudio:
+    return InvalidAudio(
+        f"Content-Type {kind[:60]!r} is not audio: send the audio as the body (audio/* or"
+        " application/octet-stream) or as the 'audio' field of a multipart/form-data upload"
+        + (
+            " (curl --data-binary needs -H 'Content-Type: audio/wav')"
+            if "urlencoded" in kind
+            else ""
+        )
+    )
+
+
+def timeout_option(options: dict[str, Any], default: float | None = None) -> float | None:
+    """Take the `timeout` option out of `options` (it steers the call, the algorithm never
+    sees it): checked, or `default` when there is none."""
+    value = options.pop("timeout", None)
+    return default if value is None else check_timeout(value)
