@@ -1,7 +1,6 @@
 """How a publishing link tells a hung node from one whose channel waits for its queue
 (producer.links.Link.probe), without a broker: the link's connection is a stand-in."""
 
-import socket
 import time
 from typing import Any
 
@@ -24,7 +23,7 @@ class _Channel:
 
     def basic_qos(self, *args: Any) -> None:
         if not self.answers:
-            raise socket.timeout("timed out")
+            raise TimeoutError("timed out")
 
     def close(self) -> None:
         self.closed = True
@@ -42,7 +41,7 @@ class _Conn:
 
     def channel(self) -> _Channel:
         if not self.node_answers:
-            raise socket.timeout("timed out")
+            raise TimeoutError("timed out")
         self.fresh.append(_Channel(True))
         return self.fresh[-1]
 
@@ -51,7 +50,7 @@ class _Conn:
             self.link._on_ack(self.link._sent, False)
             return
         time.sleep(min(timeout or 0.01, 0.01))
-        raise socket.timeout()
+        raise TimeoutError()
 
 
 def _link(*, node_answers: bool, channel_answers: bool, confirm_after: float | None) -> Link:
