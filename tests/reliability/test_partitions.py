@@ -42,7 +42,7 @@ MAJORITY_SERVES_S = 15.0
 # A healed or resumed node restarts its broker app and rejoins: measured under 2 s.
 REJOINS_S = 30.0
 # A Client whose first node is cut off answers again through the majority within this.
-# Measured 6.8-12.6 s (~6 s until the majority drops the cut node, then a new leader).
+# Measured 6.8-13.7 s (~6 s until the majority drops the cut node, then a new leader).
 # Meanwhile the channels the Client opens on the majority hold their first publish to a
 # quorum queue inside the broker (RabbitMQ 3.10's rabbit_fifo_client registers an enqueuer
 # synchronously, and a follower holds that until a leader is elected): the Client waits for
