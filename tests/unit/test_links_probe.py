@@ -1,12 +1,12 @@
 """How a publishing link tells a hung node from one whose channel waits for its queue
-(producer.links.Link.probe), without a broker: the link's connection is a stand-in."""
+(producer.client.links.Link.probe), without a broker: the link's connection is a stand-in."""
 
 import time
 from typing import Any
 
 import pytest
 
-from producer.links import Link, NodeSilent, PublishLate
+from producer.client.links import Link, NodeSilent, PublishLate
 
 URL = "amqp://guest:guest@10.0.0.1:5672//"
 
