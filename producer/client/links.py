@@ -16,12 +16,17 @@ back. What a link can tell:
   fail at once with BrokerBlocked; later calls fail at once too, without publishing, until
   the same connection hears `connection.unblocked`;
 - a publish not confirmed within `node_patience` seconds makes the link ask its node a
-  question (basic.qos): no answer means the node hangs; an answer but still no confirm
-  after another `node_patience` means the node cannot reach its queue's leader (a node cut
-  off from the cluster's majority). Either way the node goes to the back of the list
-  (`Nodes.leave`) and the request is published again on the next node while the deadline
-  allows (it may then run twice; the algorithms are pure functions, and the second answer
-  finds nobody waiting).
+  question: it opens a second channel (answered by a new channel process), then asks its
+  own channel (basic.qos). No answer on the new channel means the node hangs; answers on
+  both but still no confirm after another `node_patience` means the node cannot reach its
+  queue's leader (a node cut off from the cluster's majority). Either way the node goes to
+  the back of the list (`Nodes.leave`) and the request is published again on the next
+  node while the deadline allows (it may then run twice; the algorithms are pure
+  functions, and the second answer finds nobody waiting);
+- a node that answers on the new channel while the link's own channel does not is alive:
+  its channel is held by RabbitMQ's quorum-queue client (see `Link.probe`), and the link
+  waits for the confirm or nack that RabbitMQ then sends, until the deadline, without
+  leaving a node that is about to serve.
 """
 
 import contextlib
@@ -214,23 +219,48 @@ class Link:
                     raise PublishLate("no confirm from RabbitMQ before the call's deadline")
                 if probed:
                     raise NodeSilent(f"no confirm within {2 * patience:g} s (node cut off?)")
-                self.probe(min(deadline, time.monotonic() + patience))
+                held = not self.probe(min(deadline, time.monotonic() + patience))
                 probed = True
-                until = min(deadline, time.monotonic() + patience)
+                # a held channel ends with a confirm or a nack: wait for it (see probe)
+                until = deadline if held else min(deadline, time.monotonic() + patience)
                 continue
             with contextlib.suppress(socket.timeout):
                 self.conn.drain_events(timeout=left)
 
-    def probe(self, deadline: float) -> None:
-        """Ask the node a question; NodeSilent if no answer comes by `deadline`."""
+    def probe(self, deadline: float) -> bool:
+        """Ask the node a question; NodeSilent if no answer comes by `deadline`.
+
+        True if the link's channel answered too; False if only the node did. A fresh
+        channel is answered by a channel process of its own, so it tells whether the node
+        lives, whatever holds the link's channel. What holds it, on a live node, is
+        RabbitMQ's quorum-queue client (rabbit_fifo_client, 3.10): a channel's first publish
+        to a quorum queue is synchronous inside the channel process, an rpc to the node
+        of the leader the queue record names (a lost node: until the connection attempt to
+        it fails, net_setuptime, 7 s) and then `register_enqueuer`, which a follower holds
+        until a new leader is elected (at most net_ticktime + 5 s). Meanwhile the channel
+        answers nothing, and then confirms, or nacks the publish. Every link a Client
+        opens on another node after its node hangs or is cut off is in that state until
+        the cluster has elected new leaders: taking it for a hung node would leave the
+        node that is about to serve, for 30 s, and send the Client back to the lost one.
+        """
         bound = _left(deadline)
         self._bound(deadline)
+        try:
+            # channel.open and close: answered by a channel process of their own
+            self.conn.channel().close()
+        except (OSError, AMQPError) as exc:
+            if self.blocked is not None:
+                raise BrokerBlocked(self.blocked) from None
+            raise NodeSilent(f"no answer within {bound:.1f} s ({exc!r})") from exc
         try:
             self.channel.basic_qos(0, 0, False)
         except (OSError, AMQPError) as exc:
             if self.blocked is not None:
                 raise BrokerBlocked(self.blocked) from None
-            raise NodeSilent(f"no answer within {bound:.1f} s ({exc!r})") from exc
+            log.info("RabbitMQ node %s answers, its channel waits for a queue: %r",
+                     safe_url(self.url), exc)  # fmt: skip
+            return False
+        return True
 
     def abandon(self) -> None:
         """Drop the connection without a closing handshake: nothing to wait for."""

@@ -28,11 +28,15 @@ from tests.reliability.conftest import record
 from tests.reliability.doors import FOX, bridge_answers
 from tests.reliability.load import Load, Report
 
-# Service must be back within this many seconds of a node hanging. Typically 9-13 s
-# (~5-7 s until the other nodes drop the hung node, then a new leader); in some runs
-# deliveries stall once more for ~9 s after they resumed, as after a partition (see
-# test_partitions.CLIENT_BACK_S), and service is back only after ~21 s. The goal is 15 s;
-# this bound is what the suite can hold without failing on that stall.
+# Service must be back within this many seconds of a node hanging. Typically 8.5-10 s
+# (~5-7 s until the other nodes drop the hung node, then a new leader). The goal is 15 s,
+# but in about two runs in five it is 18-20 s, through RabbitMQ 3.10's quorum-queue client:
+# a channel's first publish to a quorum queue starts with an rpc, without a timeout, to the
+# node of the leader the queue's record names (rabbit_fifo_client:enqueue/3). Until the new
+# leader is recorded that is the hung node, whose kernel still accepts the connection
+# attempt, so every channel the Client opens meanwhile waits Erlang's net_setuptime (7 s)
+# before its publish is nacked; the Client then publishes again, and the one worker left
+# works off the copies queued meanwhile. This bound is what the suite can hold with that.
 RECOVERY_S = 30.0
 # Seconds a hung node stays frozen: longer than the cluster needs to drop it.
 HANG_S = 30.0
