@@ -1,7 +1,9 @@
-"""Make the test speech with Debian's flite: `python tests/data/synth.py`.
+"""Make the test speech with Debian's flite and espeak-ng: `python tests/data/synth.py`.
 
 Writes one WAV per (sentence, voice) into tests/data/ and their transcripts into
 transcripts.json. flite's kal16, awb and rms voices are recognised well by pocketsphinx.
+One German sentence (espeak-ng, not in transcripts.json: only whisper knows German) tests
+language detection.
 """
 
 import json
@@ -16,6 +18,7 @@ SENTENCES = {
     "numbers": "she bought three apples and two oranges at the market",
 }
 VOICES = ("kal16", "awb", "rms")
+GERMAN = ("weather_de_espeak.wav", "das Wetter ist heute sonnig und es weht ein leichter Wind")
 
 
 def main() -> None:
@@ -28,6 +31,8 @@ def main() -> None:
             )
             transcripts[name] = text
     (HERE / "transcripts.json").write_text(json.dumps(transcripts, indent=2) + "\n")
+    name, text = GERMAN
+    subprocess.run(["espeak-ng", "-v", "de", "-w", str(HERE / name), text], check=True)
 
 
 if __name__ == "__main__":

@@ -95,3 +95,16 @@ def test_a_worker_without_its_model_stops_at_start_saying_why(
     assert code != 0
     assert f"cannot serve 'whisper': SPEECH_WHISPER_MODEL={model}" in worker.log()
     assert says in worker.log()
+
+
+@pytest.mark.usefixtures("whisper_worker")
+def test_another_language_is_detected_and_transcribed(client: Client) -> None:
+    # Given a German sentence (espeak-ng: tests/data/synth.py)
+    from tests.data.synth import GERMAN
+
+    name, reference = GERMAN
+    # When whisper is left to find the language
+    result = client.call("whisper", DATA / name, timeout=120)
+    # Then it says German, surely, and writes most of the words
+    assert result["language"] == "de" and result["language_probability"] > 0.5, result
+    assert word_errors(reference, normalized(result["text"])) <= 4, result["text"]
