@@ -17,7 +17,7 @@ from celery import Celery, signals
 
 from producer.algorithms.catalog import catalog
 from producer.algorithms.declare import Algorithm, Operation, resolve, task_name
-from producer.errors import InvalidOptions, ResultTooLarge
+from producer.errors import InvalidInput, InvalidOptions, ResultTooLarge
 
 log = logging.getLogger("speech.worker")
 
@@ -64,6 +64,8 @@ def _register_operation(key: str, operation: Operation) -> None:
         soft_time_limit=operation.soft_time_limit,
         time_limit=operation.time_limit,
         typing=False,
+        # A caller's mistake, not the worker's: no traceback (tasks/logs.py logs one line)
+        throws=(InvalidInput,),
     )
     def run(*args: Any, **options: Any) -> Any:
         if operation.batch is not None:

@@ -7,7 +7,12 @@ The format is chosen by SPEECH_TASK_LOG_FORMAT (producer/settings.py):
     json      {"ts": "...", "event": "task", "task_id": "...", ..., "duration_ms": 412.7}
     off       no task lines
 
-The lines go to the process's real stderr with no prefix, so every line is a whole record
+A caller's mistake (InvalidInput and its subclasses: bad audio, bad options) is also one
+line of the worker's log at WARNING, with the task id, the error's type and message and no
+traceback: it says what was refused, and real errors, which keep their tracebacks, stay
+easy to find. Celery's own "raised expected" line for it (INFO) is left out.
+
+The task lines go to the process's real stderr with no prefix, so every line is a whole record
 (Celery's own log lines carry a "[time: LEVEL/Process]" prefix that a JSON parser would
 trip on). They are written whatever the worker's `-l` level: like a web server's access log,
 they are the record of work done, not diagnostics.
@@ -22,9 +27,11 @@ from typing import Any
 
 from celery import signals
 
+from producer.errors import InvalidInput
 from tasks.base import app
 
 log = logging.getLogger("speech.tasks")
+refused = logging.getLogger("speech.worker")
 FORMATS = ("keyvalue", "json", "off")
 
 # task id -> (monotonic start, worker hostname); filled at prerun, emptied at postrun.
@@ -87,8 +94,21 @@ def _on_prerun(task_id: str, **_: Any) -> None:
 
 
 @signals.task_failure.connect
-def _on_failure(task_id: str, exception: BaseException, **_: Any) -> None:
+def _on_failure(task_id: str, exception: BaseException, sender: Any = None, **_: Any) -> None:
     _errors[task_id] = type(exception).__name__
+    if isinstance(exception, InvalidInput):
+        name = getattr(sender, "name", "?")
+        refused.warning(
+            "task %s[%s] refused: %s: %s", name, task_id, type(exception).__name__, exception
+        )
+
+
+def _not_celerys_expected_line(record: logging.LogRecord) -> bool:
+    """Celery's INFO line for an error in a task's `throws`: the WARNING above says it."""
+    return getattr(record, "data", {}).get("description") != "raised expected"
+
+
+logging.getLogger("celery.app.trace").addFilter(_not_celerys_expected_line)
 
 
 @signals.task_postrun.connect

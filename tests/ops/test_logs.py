@@ -115,3 +115,21 @@ def test_an_unknown_format_stops_the_worker_with_a_clear_message(own_vhost: Vhos
         assert "SPEECH_TASK_LOG_FORMAT='xml': expected one of keyvalue, json, off" in worker.log()
     finally:
         worker.kill()
+
+
+def test_a_callers_bad_clip_is_one_warning_line_without_traceback(
+    ops_worker: Worker, ops_client: Client
+) -> None:
+    # Given a request whose audio cannot be decoded
+    with pytest.raises(InvalidAudio):
+        ops_client.asr(b"RIFF" + b"\x01" * 400)
+    failed = [r for r in _task_lines(ops_worker, _parse_keyvalue, 1) if r.get("error")][-1]
+    # When the worker's log is read
+    log = ops_worker.log()
+    lines = [line for line in log.splitlines() if failed["task_id"] in line]
+    # Then the refusal is one WARNING line naming the task, the error type and message
+    (refusal,) = [line for line in lines if "refused" in line]
+    assert "WARNING" in refusal and "speech.asr" in refusal
+    assert "InvalidAudio: cannot decode audio" in refusal, refusal
+    # And neither a traceback nor Celery's "raised unexpected" comes with it
+    assert "raised unexpected" not in log and "Traceback" not in log
