@@ -284,6 +284,8 @@ class Bridge:
             )
             return encode_reply(outcome)
         except SpeechError as exc:
+            if isinstance(exc, InvalidInput):  # the caller's mistake: one line, no traceback
+                log.warning("%s request refused: %s: %s", operation, type(exc).__name__, exc)
             return encode_reply(exc)
         except Exception as exc:  # a bug must still answer the caller, not strand it
             log.exception("unexpected error running %s", operation)

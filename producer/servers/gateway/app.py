@@ -26,6 +26,7 @@ closes unread bodies, and the try-it page. Imported only by the `serve` subcomma
 """
 
 import argparse
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -41,12 +42,14 @@ import producer.servers.gateway.openapi as openapi
 import producer.servers.gateway.routes as routes
 import producer.servers.jobs.routes as jobs
 from producer.client.core import Client
-from producer.errors import SpeechError
+from producer.errors import InvalidInput, SpeechError
 from producer.servers import wire
 from producer.servers.door import Door, Unauthorized, door
 from producer.servers.forms import UploadBudget
 from producer.servers.gateway.middleware import CloseUnreadBodies, HeaderLimits
 from producer.settings import settings
+
+log = logging.getLogger("speech.gateway")
 
 STATIC = Path(__file__).with_name("static")
 # Statuses whose answers say when to come back (Retry-After).
@@ -112,6 +115,10 @@ async def _page() -> FileResponse:
 # --- every error in the same JSON shape: {"error": {"type", "message"}} -------------------
 async def _speech_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SpeechError)
+    if isinstance(exc, InvalidInput):  # the caller's mistake: one line, no traceback
+        log.warning(
+            "%s %s refused: %s: %s", request.method, request.url.path, type(exc).__name__, exc
+        )
     status = wire.http_status(exc)
     headers = {}
     if status in RETRY_LATER:
@@ -151,11 +158,21 @@ HANDLERS = {
 }
 
 
+def _log_to_stderr(log: logging.Logger) -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def serve(client: Client, args: argparse.Namespace) -> int:
     import uvicorn
 
     from producer.servers.gateway.http11 import GatewayProtocol
 
+    for name in ("speech.gateway", "speech.jobs"):  # uvicorn configures only its own loggers
+        _log_to_stderr(logging.getLogger(name))
     app = create_app(client)
     app.state.jobs.start()  # this process runs jobs from the store (producer.servers.jobs.runner)
     host = args.host or settings().gateway_host

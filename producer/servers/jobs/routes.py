@@ -18,7 +18,6 @@ stored.
 """
 
 import asyncio
-import logging
 import re
 import threading
 import time
@@ -99,14 +98,6 @@ class Jobs:
 
     def start(self) -> None:
         """Run jobs in this process (the `serve` command; an app made for tests does not)."""
-        log = logging.getLogger("speech.jobs")
-        if not log.handlers:  # uvicorn configures only its own loggers
-            handler = logging.StreamHandler()
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-            )
-            log.addHandler(handler)
-            log.setLevel(logging.INFO)
         self.runner.start()
 
     def stop(self) -> None:
