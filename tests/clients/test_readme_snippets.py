@@ -7,27 +7,36 @@ import subprocess
 from pathlib import Path
 
 from tests.clients.servers import Bridge, Gateway
-from tests.docs import snippet
+from tests.docs import page, snippet
 from tests.helpers import DATA, REPO, TRANSCRIPTS, word_errors
 
 
-def test_the_node_snippet_transcribes_and_exits(bridge: Bridge, broker_url: str) -> None:
-    # Given the Node.js page's snippet, pointed at the test broker and a test clip
-    code = snippet("calling/node.md", "# Node.js", "js")
-    assert 'amqp.connect("amqp://guest:guest@localhost:5672/")' in code
-    code = code.replace("amqp://guest:guest@localhost:5672/", broker_url)
-    code = code.replace('"hello.wav"', repr(str(DATA / "fox_rms.wav")).replace("'", '"'))
+def test_the_node_snippet_transcribes_and_exits(
+    bridge: Bridge, broker_url: str, tmp_path: Path
+) -> None:
+    # Given the Node.js page's snippet as written, the broker named by AMQP_URL
     script = REPO / "tests" / "node" / "readme_snippet.mjs"  # beside node_modules
-    script.write_text(code)
+    script.write_text(snippet("calling/node.md", "# Node.js", "js"))
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_bytes(b"these are not the sounds you are looking for")
+
+    def node(clip: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "AMQP_URL": broker_url}
+        return subprocess.run(
+            ["node", str(script), str(clip)], cwd=script.parent, capture_output=True,
+            text=True, timeout=120, env=env,
+        )  # fmt: skip
+
     try:
-        # When it runs, Then it prints the transcript and exits by itself
-        done = subprocess.run(
-            ["node", str(script)], cwd=script.parent, capture_output=True, text=True, timeout=120
-        )
+        # When it runs on a clip, Then it prints the transcript and exits by itself
+        done = node(DATA / "fox_rms.wav")
+        # And on a file that is not audio it says why and exits non-zero
+        failed = node(not_audio)
     finally:
         script.unlink()
     assert done.returncode == 0, done.stderr
     assert word_errors(TRANSCRIPTS["fox_rms.wav"], done.stdout.strip()) <= 2, done.stdout
+    assert failed.returncode == 1 and failed.stderr.startswith("InvalidAudio: "), failed
 
 
 def test_the_java_http_snippet_runs_without_an_api_key(gateway: Gateway, tmp_path: Path) -> None:
@@ -61,13 +70,16 @@ def test_the_plain_java_amqp_client_transcribes(
     bridge: Bridge, broker_url: str, tmp_path: Path
 ) -> None:
     # Given the Java page's program (RabbitMQ's Java client, msgpack-java, direct reply-to)
+    # and its command line, whose class path names every jar (slf4j-nop: no SLF4J warning)
+    classpath = ":".join(f"/usr/share/java/{jar}.jar" for jar in JARS)
+    assert f"java -cp {classpath} SpeechCall.java" in page("calling/java.md")
     source = tmp_path / "SpeechCall.java"
     source.write_text(snippet("calling/java.md", "# Java", "java"))
-    classpath = ":".join(f"/usr/share/java/{jar}.jar" for jar in JARS)
-    # When it runs against the test broker, Then it prints the transcript
+    # When it runs against the test broker, Then it prints the transcript and nothing else
     done = subprocess.run(
         ["java", "-cp", classpath, str(source), str(DATA / "fox_rms.wav")],
         capture_output=True, text=True, timeout=120, env={**os.environ, "AMQP_URL": broker_url},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert word_errors(TRANSCRIPTS["fox_rms.wav"], done.stdout.strip()) <= 2, done.stdout
+    assert "SLF4J" not in done.stderr, done.stderr
