@@ -174,17 +174,24 @@ def _transcribe(client: Client, args: argparse.Namespace) -> int:
             return client.transcribe(file, args.timeout, parallel=args.parallel, engine=args.engine)
         from tqdm import tqdm
 
-        with tqdm(desc=Path(file).name, unit="segment", file=sys.stderr, leave=False) as bar:
+        bars: list[Any] = []  # shown once there are segments: none for audio vad refuses
 
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.n = done
+        def progress(done: int, total: int) -> None:
+            if not bars and total:
+                bars.append(tqdm(desc=Path(file).name, unit="segment", file=sys.stderr))
+            for bar in bars:
+                bar.total, bar.n = total, done
                 bar.refresh()
 
+        try:
             return client.transcribe(
                 file, args.timeout, parallel=args.parallel, engine=args.engine,
                 on_progress=progress,
             )  # fmt: skip
+        finally:
+            for bar in bars:
+                bar.leave = False
+                bar.close()
 
     args.jobs = 1  # one recording at a time: each already fans out over the asr workers
     return run_files(args, work, lambda r: r["text"])

@@ -18,6 +18,7 @@ from producer.algorithms.options import parse_options
 from producer.cli.algorithms import jsonable
 from producer.cli.files import EXIT_FAILED, EXIT_OK, error, run_files
 from producer.client.core import Client
+from producer.errors import InvalidInput
 
 EXIT_USAGE = 2
 
@@ -139,6 +140,12 @@ def call(client: Client, args: argparse.Namespace) -> int:
         error(str(exc))
         return EXIT_USAGE
     declared = catalog().operation(args.name)
+    if declared is None:
+        try:  # once, before any file: an algorithm only the broker knows, or none
+            client.queue_of(args.name)
+        except InvalidInput as exc:
+            error(str(exc))
+            return EXIT_USAGE
     clips = declared.clips if declared else 1
     if clips > 1:
         if len(args.files) != clips:

@@ -31,7 +31,10 @@ def run_files(
     """
     files: list[str] = args.files
     failed = 0
-    for file, outcome in _progress(args, files, _map(work, files, args.jobs)):
+    progress = _progress(args, files, _map(work, files, args.jobs))
+    for file, outcome in progress:
+        if hasattr(progress, "clear"):  # a tqdm bar: off the line before it is written on
+            progress.clear()
         if isinstance(outcome, SpeechError):
             failed += 1
             error(f"{file}: {outcome}")

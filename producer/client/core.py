@@ -215,13 +215,20 @@ class Client:
         answer = self._rpc("speech.ping", queue, [], kwargs, timeout)
         return {**answer, "rtt": time.perf_counter() - start}
 
+    def queue_of(self, operation: str) -> str:
+        """The queue that serves `operation`: declared here, or a queue the broker has (a
+        plugin installed on the workers only); InvalidInput naming the known ones if none."""
+        if self.catalog.operation(operation) is not None:
+            return self.operations[operation]
+        return self._check_remote(operation, operation.split(".", 1)[0])
+
     # --- plumbing ------------------------------------------------------------------------
     def _call_audio(
         self, operation: str, audios: list[Audio], timeout: float | None, options: dict[str, Any]
     ) -> dict[str, Any]:
         declared = self.catalog.operation(operation)
         if declared is None:
-            queue = self._check_remote(operation, operation.split(".", 1)[0])
+            queue = self.queue_of(operation)
         else:
             queue = self.operations[operation]
             if len(audios) != declared.clips:

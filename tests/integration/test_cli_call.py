@@ -32,3 +32,10 @@ def test_call_an_operation_of_two_clips(broker_url: str, speaker_worker: Worker)
     assert other.returncode == 0 and json.loads(other.stdout)["same"] is False, other.stderr
     three = run_cli(broker_url, "call", "speaker.verify", FOX, *same)
     assert three.returncode == 2 and "takes exactly 2 files in one call, got 3" in three.stderr
+
+
+def test_an_unknown_algorithm_is_reported_once_before_any_file(broker_url: str) -> None:
+    done = run_cli(broker_url, "call", "nosuch", FOX, WEATHER)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: unknown algorithm 'nosuch'") and FOX not in line, line

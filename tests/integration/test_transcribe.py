@@ -49,6 +49,15 @@ def test_transcribe_of_silence_is_empty(client: Client) -> None:
     assert result["text"] == "" and result["segments"] == [] and result["duration"] == 3.0
 
 
+def test_transcribe_cli_refuses_a_text_file_in_one_line(broker_url: str, tmp_path) -> None:  # noqa: ANN001
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a recording\n")
+    done = run_cli(broker_url, "transcribe", str(notes))
+    # one error line, no progress bar before it
+    assert done.returncode == 1 and done.stderr.startswith("error: "), done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "segment" not in done.stderr, done.stderr
+
+
 def test_transcribe_cli_prints_the_text_and_json(broker_url: str, tmp_path) -> None:  # noqa: ANN001
     path = tmp_path / "long.wav"
     path.write_bytes(_recording()[0])
