@@ -52,6 +52,9 @@ WINDOW_SECONDS = 60.0
 # A segment that ends this close to its window's end may go on in the next window: the next
 # window starts where it starts, so speech is never cut at a window's edge.
 EDGE_SECONDS = 1.0
+# While calls are in flight, `on_progress` hears at least this often (seconds), so a caller
+# that raises from it stops the transcription within about this long.
+PROGRESS_TICK = 0.5
 Progress = Callable[[int, int], None]
 Recognise = Callable[[bytes], dict[str, Any]]
 
@@ -131,7 +134,8 @@ def transcribe(
     `parallel` segments are in flight at once (at least the number of worker processes of
     `engine`, the recogniser: asr or whisper, at most MAX_PARALLEL); `timeout` bounds each
     call; `on_progress(done, total)` follows the segments (`total` grows as windows of a
-    long recording are read).
+    long recording are read), as they are answered and every PROGRESS_TICK in between: an
+    exception raised from it stops the transcription at once, and no new segment is sent.
     """
     if engine not in ENGINES:
         raise InvalidOptions(f"engine must be one of {list(ENGINES)}, got {engine!r}")
@@ -280,7 +284,8 @@ class _Segments:
         self._report()
         # Hold the next window back while more than `parallel` calls wait.
         while sum(not f.done() for _, f in self.calls) > self.parallel:
-            wait([f for _, f in self.calls if not f.done()], return_when=FIRST_COMPLETED)
+            pending = [f for _, f in self.calls if not f.done()]
+            wait(pending, timeout=PROGRESS_TICK, return_when=FIRST_COMPLETED)
             self._report()
         for _, future in self.calls:
             if future.done():
@@ -294,6 +299,8 @@ class _Segments:
     def results(self) -> list[tuple[dict[str, float], dict[str, Any]]]:
         out = []
         for seg, future in self.calls:
+            while not wait([future], timeout=PROGRESS_TICK).done:
+                self._report()
             out.append((seg, future.result()))
             self._report()
         return out
@@ -323,7 +330,7 @@ def _fan_out(
         for i, seg in itertools.islice(queued, parallel):
             index[pool.submit(one, seg)] = i
         while index:
-            done, _ = wait(index, return_when=FIRST_COMPLETED)
+            done, _ = wait(index, timeout=PROGRESS_TICK, return_when=FIRST_COMPLETED)
             for future in done:
                 answers[index.pop(future)] = future.result()  # raises the segment's error
                 done_count += 1

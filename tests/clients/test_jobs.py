@@ -1,6 +1,7 @@
 """Jobs and long recordings through real gateway processes, a real broker, real workers
 and real job stores (a SQLite file; PostgreSQL in test_jobs_shared.py)."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -240,3 +241,40 @@ def test_rpc_transcribe_on_the_bridge(broker_url: str) -> None:
     finally:
         connection.close()
         bridge.stop()
+
+
+def test_progress_moves_as_segments_are_answered_and_a_cancel_lands_within_seconds(
+    broker_url: str, tmp_path: Path
+) -> None:
+    # Given a ~60 s recording (15 sentences) transcribed one segment at a time
+    names = [*TRANSCRIPTS, *list(TRANSCRIPTS)[:3]]
+    audio, _ = recording(names)
+    gateway = job_gateway(broker_url, tmp_path / "data", SPEECH_JOB_LEASE="30")
+    try:
+        watched = submit(gateway.url, "transcribe", audio, parallel=1)
+        # When its progress is read every 0.2 s until it ends
+        seen: list[float] = []
+
+        def ended() -> bool:
+            now = job(gateway.url, watched)
+            if now["state"] == "running" and (not seen or now["progress"] != seen[-1]):
+                seen.append(now["progress"])
+            return now["state"] in ("done", "failed")
+
+        wait_for(ended, 180, "the transcribe job to end", every=0.2)
+        # Then it moved forward at least three times while running, never back
+        rises = [b for a, b in zip(seen, seen[1:], strict=False) if b > a]
+        assert len(rises) >= 3 and seen == sorted(seen), seen
+        assert job(gateway.url, watched)["state"] == "done"
+        # And a second one, cancelled 2 s after it starts running, ends within 3 s
+        stopped = submit(gateway.url, "transcribe", audio, parallel=1)
+        wait_state(gateway.url, stopped, ("running",), timeout=60)
+        time.sleep(2)  # the job runs for 2 s: the cancel lands mid-recording
+        asked = time.monotonic()
+        httpx.delete(f"{gateway.url}/v1/jobs/{stopped}", timeout=10).raise_for_status()
+        final = wait_state(gateway.url, stopped, ("cancelled", "done", "failed"), timeout=10)
+        took = time.monotonic() - asked
+        assert final["state"] == "cancelled" and "result" not in final, final
+        assert took < 3, took
+    finally:
+        gateway.stop()

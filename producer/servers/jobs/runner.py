@@ -58,6 +58,9 @@ LIVENESS_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 60.0
 # Seconds an idle job thread waits before looking for work again (a submit wakes it).
 POLL_SECONDS = 1.0
+# Seconds between a running job's writes of its progress (which also renew its lease and
+# read a cancellation, whichever gateway received the DELETE): two writes a second per job.
+BEAT_SECONDS = 0.5
 # Seconds between sweeps of jobs past their retention.
 SWEEP_SECONDS = 10.0
 # Seconds a callback receiver has to answer one POST; back-off between attempts.
@@ -177,7 +180,7 @@ class JobRunner:
             error = {"type": "InternalError", "message": message}
             self.store.finish(job.id, self.owner, "failed", error=error)
             return
-        away = self._unserved(job.operation)
+        away = self._unserved(job.operation, job.options.get("engine", "asr"))
         if away:
             delay = min(
                 MAX_BACKOFF_SECONDS, max(RETRY_SECONDS, (self.store.clock() - job.created) / 4)
@@ -217,11 +220,12 @@ class JobRunner:
             beat.stop()
         log.info("job %s: ended", job.id)
 
-    def _unserved(self, operation: str) -> list[str]:
+    def _unserved(self, operation: str, engine: str = "asr") -> list[str]:
         """The queues `operation` needs that no worker consumes (asked of the broker at
         most every LIVENESS_SECONDS per queue: a passive declare counts the consumers,
-        busy or not)."""
-        needed = ["vad", "asr"] if operation == operations.TRANSCRIBE else [operation.split(".")[0]]
+        busy or not); a transcription needs vad and its engine (asr or whisper)."""
+        transcribing = operation == operations.TRANSCRIBE
+        needed = ["vad", engine] if transcribing else [operation.split(".")[0]]
         away = []
         for queue in needed:
             asked, served = self._liveness.get(queue, (-LIVENESS_SECONDS, False))
@@ -318,7 +322,9 @@ class JobRunner:
 
 
 class _Heartbeat:
-    """Renews a running job's lease every third of it; notes cancellation and a lost lease."""
+    """Every BEAT_SECONDS (a third of the lease at most): stores a running job's progress,
+    renews its lease, and notes a cancellation or a lost lease, which the job's next
+    progress check (every PROGRESS_TICK at most) acts on."""
 
     def __init__(self, runner: JobRunner, job: Job) -> None:
         self.runner, self.job = runner, job
@@ -340,7 +346,7 @@ class _Heartbeat:
             raise Cancelled()
 
     def _beat(self) -> None:
-        every = max(0.2, self.runner.lease / 3)
+        every = max(0.2, min(BEAT_SECONDS, self.runner.lease / 3))
         while not self.done.wait(every):
             with contextlib.suppress(StoreUnavailable):  # the next beat tries again
                 answer = self.runner.store.heartbeat(
