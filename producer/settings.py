@@ -151,6 +151,9 @@ class Settings:
     callback_secret: str = _from("SPEECH_CALLBACK_SECRET", "", secret=True)
     # Attempts to deliver a job's callback (backing off from 1 s up to 5 min).
     callback_attempts: int = _from("SPEECH_CALLBACK_ATTEMPTS", 10)
+    # Networks (10.1.0.0/16, 127.0.0.1/32) or host names, comma-separated, that callbacks may
+    # reach although they are loopback, link-local, multicast or unspecified addresses.
+    callback_allow: str = _from("SPEECH_CALLBACK_ALLOW", "")
 
     # --- Operations: Flower (flowerconfig.py) and `producer status` -----------------------------
     # Flower's credentials, "user:password[,user2:password2]"; without them Flower refuses

@@ -36,6 +36,7 @@ def job_gateway(broker_url: str, data: Path, **env: str) -> Gateway:
     settings = {
         "SPEECH_DATA_DIR": str(data),
         "SPEECH_CALLBACK_SECRET": SECRET,
+        "SPEECH_CALLBACK_ALLOW": "127.0.0.1",  # the tests' receivers listen on loopback
         "SPEECH_JOB_LEASE": "3",
         "SPEECH_JOB_THREADS": "2",
         "SPEECH_TIMEOUT": "60",
@@ -83,9 +84,9 @@ def wait_state(url: str, job_id: str, states: tuple[str, ...], timeout: float = 
 
 class Receiver:
     """A tiny HTTP server that takes callbacks: it answers `fail_first` 503s to each job,
-    then 200, and keeps every POST with the time it came."""
+    then 200 (or always 302 to `redirect_to`), and keeps every POST with the time it came."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, redirect_to: str | None = None) -> None:
         self.posts: list[dict[str, Any]] = []
         self.fail_first = fail_first
         owner = self
@@ -97,11 +98,14 @@ class Receiver:
                 job_id = json.loads(body)["id"]
                 earlier = sum(p["id"] == job_id for p in owner.posts)
                 status = 503 if earlier < owner.fail_first else 200
+                status = 302 if redirect_to else status
                 owner.posts.append(
                     {"id": job_id, "body": body, "headers": headers, "at": time.time(),
                      "status": status}
                 )  # fmt: skip
                 self.send_response(status)
+                if redirect_to:
+                    self.send_header("Location", redirect_to)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -35,6 +35,7 @@ from producer.errors import InvalidInput, UnknownJob
 from producer.servers import operations, wire
 from producer.servers.door import announced_length, authorized, door, read_upload, timeout_option
 from producer.servers.forms import too_large
+from producer.servers.jobs.callbacks import Policy
 from producer.servers.jobs.runner import JobRunner
 from producer.servers.jobs.spool import Spool, SpooledBody, SpooledForm
 from producer.servers.jobs.store import JobStore
@@ -61,6 +62,7 @@ class Jobs:
             len(operations.TRANSCRIBE_OPERATION.options) + 1,
             *(len(op.options) + 1 for _, op in catalog().operations.values()),
         ) + len(JOB_FIELDS)
+        self.callbacks = Policy.parse(settings().callback_allow)
         self._lock = threading.Lock()
         self._store: JobStore | None = None
         self._runner: JobRunner | None = None
@@ -92,6 +94,7 @@ class Jobs:
                     retention=settings().job_retention,
                     secret=settings().callback_secret,
                     callback_attempts=settings().callback_attempts,
+                    callbacks=self.callbacks,
                     max_queued=settings().job_max_queued_seconds,
                 )
             return self._runner
@@ -157,6 +160,8 @@ async def submit(request: Request) -> JSONResponse:
                 request, spool, limit, setting, jobs.most_clips, jobs.most_fields, take
             )
         operation, callback, options = _job_request(fields)
+        if callback is not None:  # resolved off the event loop: DNS may take its time
+            await loop.run_in_executor(None, lambda: jobs.callbacks.check(callback))
         wanted = clips_for(operation)
         if len(paths) != wanted:
             raise InvalidInput(f"{operation} takes {wanted} clip(s), got {len(paths)}")

@@ -30,8 +30,6 @@ import os
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from producer.errors import (
     StoreUnavailable,
 )
 from producer.servers import operations, wire
+from producer.servers.jobs.callbacks import Policy, post
 from producer.servers.jobs.spool import remove_orphans, tag
 from producer.servers.jobs.store import Job, JobStore
 
@@ -108,6 +107,7 @@ class JobRunner:
         retention: float,
         secret: str,
         callback_attempts: int,
+        callbacks: Policy | None = None,
         max_queued: float = float("inf"),
     ) -> None:
         self.max_queued = max_queued
@@ -115,6 +115,7 @@ class JobRunner:
         self.client, self.store, self.spool = client, store, spool
         self.threads, self.lease, self.retention = max(1, threads), lease, retention
         self.secret, self.callback_attempts = secret, max(1, callback_attempts)
+        self.callbacks = callbacks or Policy()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self.work = threading.Event()  # a job was submitted
@@ -296,19 +297,16 @@ class JobRunner:
         assert job.callback is not None
         body = json.dumps(job.view(), separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
-        request = urllib.request.Request(job.callback, data=body, method="POST")
-        request.add_header("Content-Type", "application/json")
-        request.add_header("User-Agent", "speech-platform-jobs")
-        request.add_header("X-Speech-Job", job.id)
-        request.add_header(TIMESTAMP_HEADER, timestamp)
-        request.add_header(SIGNATURE_HEADER, sign(self.secret, timestamp, body))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "speech-platform-jobs",
+            "X-Speech-Job": job.id,
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self.secret, timestamp, body),
+        }
         attempts = self.store.callback_attempts(job.id) + 1
-        try:
-            with urllib.request.urlopen(request, timeout=CALLBACK_TIMEOUT) as answer:
-                delivered = 200 <= answer.status < 300
-                why = f"HTTP {answer.status}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            delivered, why = False, str(getattr(exc, "reason", exc))[:200]
+        # to the address checked now, never a redirect (producer.servers.jobs.callbacks)
+        delivered, why = post(self.callbacks, job.callback, body, headers, CALLBACK_TIMEOUT)
         if delivered:
             self.store.callback_result(job.id, True, None)
             return
