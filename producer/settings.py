@@ -107,6 +107,13 @@ class Settings:
     gateway_rate_window: float = _from("SPEECH_GATEWAY_RATE_WINDOW", 10.0)
     # When set, every /v1 request must carry this key in the X-API-Key header.
     api_key: str = _from("SPEECH_API_KEY", "", secret=True)
+    # Named keys, name=key pairs comma-separated (a key rotates with no downtime: add the
+    # new one, move the callers, remove the old); SPEECH_API_KEY is the one named "default".
+    api_keys: str = _from("SPEECH_API_KEYS", "", secret=True)
+    # Requests a second each caller (a key's name, or an address) may make, 0 for no limit,
+    # with bursts of this many; past it, 429 with Retry-After.
+    rate_limit: float = _from("SPEECH_RATE_LIMIT", 0.0)
+    rate_burst: int = _from("SPEECH_RATE_BURST", 20)
     # Seconds an overloaded gateway asks clients to wait before retrying (Retry-After).
     retry_after: int = _from("SPEECH_RETRY_AFTER", 5)
     # Seconds GET /v1/health waits for each queue's ping.

@@ -91,7 +91,7 @@ class Option:
         if kind == "choice":
             if not isinstance(value, str) or value not in self.choices:
                 raise InvalidOptions(
-                    f"option {name} must be one of {list(self.choices)}, got {_show(value)}"
+                    f"option {name} must be one of {self._choices()}, got {_show(value)}"
                 )
             return value
         if kind == "text":
@@ -105,9 +105,17 @@ class Option:
             return [self._text(name, item) for item in items]
         if not all(isinstance(item, str) and item in self.choices for item in items):
             raise InvalidOptions(
-                f"option {name} must be a list of {list(self.choices)}, got {_show(value)}"
+                f"option {name} must be a list of {self._choices()}, got {_show(value)}"
             )
         return [choice for choice in self.choices if choice in items]  # fixed order, once each
+
+    def _choices(self) -> str:
+        """The choices for an error message: all of them, or the first QUOTED_NAMES and how
+        many there are (whisper's languages are 100: a message stays short)."""
+        if len(self.choices) <= QUOTED_NAMES:
+            return str(list(self.choices))
+        shown = ", ".join(repr(c) for c in self.choices[:QUOTED_NAMES])
+        return f"[{shown}, ...] ({len(self.choices)} in all: see the option's choices)"
 
     def _number(self, name: str, value: Any) -> int | float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

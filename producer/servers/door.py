@@ -8,8 +8,7 @@ for recordings and jobs. Every check comes before the body is read, in the same 
 for every route: the announced length, the Content-Type, the options in the query.
 """
 
-import hashlib
-import hmac
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from producer.algorithms.options import check_timeout
-from producer.errors import InvalidAudio
+from producer.errors import InvalidAudio, TooManyRequests
 from producer.servers.forms import MULTIPART_SLACK, UploadBudget, too_large
+from producer.servers.keys import Keys, RateLimit
 
 # Content-Types taken as raw audio, besides audio/*.
 RAW_TYPES = {"", "application/octet-stream"}
@@ -37,7 +37,8 @@ class Door:
     calls: ThreadPoolExecutor  # the Client blocks: calls run here, off the event loop
     pings: ThreadPoolExecutor  # health pings, answered even when every call thread is busy
     uploads: UploadBudget
-    api_key: str = ""
+    keys: Keys = field(default_factory=lambda: Keys({}))
+    rate_limit: RateLimit | None = None
     retry_after: int = 1
     health_timeout: float = 1.0
     listing: dict[str, Any] = field(default_factory=dict)  # GET /v1/algorithms
@@ -47,11 +48,11 @@ class Door:
         return list(self.listing.get("operations", []))
 
     def caller(self, request: Request) -> str:
-        """Who a request counts against: its API key when the gateway has keys (hashed:
-        keys never sit in memory twice), else the client's address."""
-        if self.api_key:
-            key = request.headers.get("x-api-key", "").encode()
-            return "key:" + hashlib.sha256(key).hexdigest()[:16]
+        """Who a request counts against: its key's name when the gateway has keys (never
+        the key), else the client's address."""
+        named = getattr(request.state, "key_name", None)
+        if named:
+            return f"key:{named}"
         return "address:" + (request.client.host if request.client else "")
 
 
@@ -67,10 +68,22 @@ def door(request: Request) -> Door:
 def authorized(
     request: Request, key: str | None = Depends(APIKeyHeader(name="X-API-Key", auto_error=False))
 ) -> None:
-    """The routes' dependency: the X-API-Key header matches the gateway's key, if it has one."""
-    api_key = door(request).api_key
-    if api_key and not hmac.compare_digest((key or "").encode(), api_key.encode()):
-        raise Unauthorized()
+    """The routes' dependency: the X-API-Key header is one of the gateway's keys, if it has
+    any (the key's name is kept for the request), and the caller is within its rate."""
+    state = door(request)
+    if state.keys:
+        request.state.key_name = state.keys.name_of(key)
+        if request.state.key_name is None:
+            raise Unauthorized()
+    if state.rate_limit is not None:
+        wait = state.rate_limit.take(state.caller(request))
+        if wait:
+            refused = TooManyRequests(
+                f"more than {state.rate_limit.rate:g} requests a second"
+                f" (bursts of {state.rate_limit.burst}): SPEECH_RATE_LIMIT"
+            )
+            refused.retry_after = max(1, math.ceil(wait))  # type: ignore[attr-defined]
+            raise refused
 
 
 class Reader(Protocol[T_co]):

@@ -55,3 +55,14 @@ def test_the_declared_languages_are_those_of_whisper_base() -> None:
     # Cantonese ("yue") exists only in large-v3's tokenizer
     assert set(WHISPER_LANGUAGES) == set(_LANGUAGE_CODES) - {"yue"}
     assert len(WHISPER_LANGUAGES) == 99
+
+
+def test_a_wrong_language_gets_a_short_message() -> None:
+    from producer.algorithms.builtins import WHISPER
+    from producer.errors import InvalidOptions
+
+    language = WHISPER.operations[0].options["language"]
+    with pytest.raises(InvalidOptions) as refused:
+        language.check("language", "klingon")
+    message = str(refused.value)
+    assert len(message) < 300 and "100 in all" in message and "'auto', 'af'" in message

@@ -47,6 +47,7 @@ from producer.servers import wire
 from producer.servers.door import Door, Unauthorized, door
 from producer.servers.forms import UploadBudget
 from producer.servers.gateway.middleware import CloseUnreadBodies, HeaderLimits
+from producer.servers.keys import Keys, RateLimit, parse_keys
 from producer.settings import settings
 
 log = logging.getLogger("speech.gateway")
@@ -61,6 +62,9 @@ def create_app(
     *,
     threads: int = settings().gateway_threads,
     api_key: str = settings().api_key,
+    api_keys: str = settings().api_keys,
+    rate_limit: float = settings().rate_limit,
+    rate_burst: int = settings().rate_burst,
     retry_after: int = settings().retry_after,
     health_timeout: float = settings().health_timeout,
     upload_budget: int = settings().gateway_upload_budget,
@@ -71,7 +75,8 @@ def create_app(
         calls=ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call"),
         pings=ThreadPoolExecutor(len(client.algorithms), thread_name_prefix="gateway-ping"),
         uploads=UploadBudget(upload_budget, client_upload_share),
-        api_key=api_key,
+        keys=Keys(parse_keys(api_key, api_keys)),
+        rate_limit=RateLimit(rate_limit, rate_burst) if rate_limit > 0 else None,
         retry_after=retry_after,
         health_timeout=health_timeout,
         listing={
