@@ -8,6 +8,7 @@ before it.
 """
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,12 @@ def compute_type(device: str, given: str = "") -> str:
 
 
 @cache
+def folder() -> Path:
+    """This process's model folder, found and checked once (the check hashes 145 MB)."""
+    return model_folder(settings().whisper_model)
+
+
+@cache
 def model() -> Any:
     """The Whisper model of this process, loaded once, with the CTranslate2 threads the
     declaration gives each pool process."""
@@ -36,7 +43,7 @@ def model() -> Any:
     conf = settings()
     device = conf.whisper_device
     return WhisperModel(
-        str(model_folder(conf.whisper_model)),
+        str(folder()),
         device=device,
         compute_type=compute_type(device, conf.whisper_compute_type),
         cpu_threads=WHISPER.resources.threads,
@@ -108,7 +115,7 @@ def _result(
         "language": language,
         "duration": round(len(samples) / SAMPLE_RATE, 3),
         "sample_rate": SAMPLE_RATE,
-        "model": f"whisper {model_folder(settings().whisper_model).name}",
+        "model": f"whisper {folder().name}",
     }
     if probability is not None:
         out["language_probability"] = round(probability, 4)
