@@ -37,10 +37,16 @@ class Producer(Service):
 
 
 class Gateway(Producer):
-    def __init__(self, broker_url: str, env: dict[str, str] | None = None, **where: Any) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        env: dict[str, str] | None = None,
+        access_log: bool = False,
+        **where: Any,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = ("serve", "--port", str(self.port), "--no-access-log")
+        args = ("serve", "--port", str(self.port), *(() if access_log else ("--no-access-log",)))
         # Its spool and job store in a folder of its own, never in the working tree
         env = {"SPEECH_DATA_DIR": tempfile.mkdtemp(prefix="speech-gateway-"), **(env or {})}
         super().__init__(broker_url, *args, env=env, **where)

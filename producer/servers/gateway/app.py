@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -46,6 +46,7 @@ from producer.errors import InvalidInput, SpeechError
 from producer.servers import wire
 from producer.servers.door import Door, Unauthorized, door
 from producer.servers.forms import UploadBudget
+from producer.servers.gateway.accounting import Accounting, Ledger
 from producer.servers.gateway.middleware import CloseUnreadBodies, HeaderLimits
 from producer.servers.keys import Keys, RateLimit, parse_keys
 from producer.settings import settings
@@ -69,6 +70,7 @@ def create_app(
     health_timeout: float = settings().health_timeout,
     upload_budget: int = settings().gateway_upload_budget,
     client_upload_share: int = settings().gateway_client_uploads,
+    access_log: bool = False,
 ) -> FastAPI:
     state = Door(
         client,
@@ -92,7 +94,11 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.door, app.state.jobs = state, jobs.Jobs(client)
+    app.state.ledger = ledger = Ledger()
     app.add_middleware(HeaderLimits)
+    app.add_middleware(
+        Accounting, ledger=ledger, operations=lambda: state.operations, access_log=access_log
+    )
     app.add_middleware(CloseUnreadBodies)  # outermost: also closes after a 431
     for error, handler in HANDLERS.items():
         app.add_exception_handler(error, handler)
@@ -100,6 +106,7 @@ def create_app(
     app.include_router(jobs.router)  # /v1/transcribe, /v1/jobs: before /v1/{algorithm}
     app.include_router(routes.calls)  # /v1/{algorithm}, which would take them
     app.add_api_route("/", _page, include_in_schema=False)
+    app.add_api_route("/metrics", _metrics, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     openapi.install(app, client.catalog, state.operations)  # POST /v1/<operation>, typed
     return app
@@ -115,6 +122,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def _page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
+
+
+async def _metrics(request: Request) -> PlainTextResponse:
+    ledger: Ledger = request.app.state.ledger
+    return PlainTextResponse(ledger.prometheus(), media_type="text/plain; version=0.0.4")
 
 
 # --- every error in the same JSON shape: {"error": {"type", "message"}} -------------------
@@ -178,7 +190,9 @@ def serve(client: Client, args: argparse.Namespace) -> int:
 
     for name in ("speech.gateway", "speech.jobs"):  # uvicorn configures only its own loggers
         _log_to_stderr(logging.getLogger(name))
-    app = create_app(client)
+    # the access log is the gateway's own (producer.servers.gateway.accounting): it names
+    # the caller's key, which uvicorn's cannot
+    app = create_app(client, access_log=args.access_log)
     app.state.jobs.start()  # this process runs jobs from the store (producer.servers.jobs.runner)
     host = args.host or settings().gateway_host
     port = settings().gateway_port if args.port is None else args.port
@@ -188,7 +202,7 @@ def serve(client: Client, args: argparse.Namespace) -> int:
         port=port,
         http=GatewayProtocol,
         log_level=args.log_level,
-        access_log=args.access_log,
+        access_log=False,
     )
     app.state.jobs.stop()
     return 0
