@@ -37,6 +37,8 @@ BASE = REPO / ".cluster"
 # The settings the project ships for clusters (docker-compose.cluster.yml mounts this file):
 # the test nodes run with the same ones, so what the tests prove is what is shipped.
 SHIPPED_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
+# ...and its Erlang settings (net_setuptime), which the new-style file cannot hold.
+SHIPPED_ADVANCED = REPO / "docker" / "rabbitmq-cluster-advanced.config"
 
 
 def shipped_settings(path: Path = SHIPPED_CONF) -> dict[str, str]:
@@ -105,6 +107,8 @@ class Node:
         )
         (self.dir / "rabbitmq-env.conf").write_text("")
         (self.dir / "enabled_plugins").write_text("[].\n")
+        advanced = SHIPPED_ADVANCED.read_text() if self.cluster.size > 1 else "[].\n"
+        (self.dir / "advanced.config").write_text(advanced)
         settings = {**shipped_settings(), **self.cluster.settings}
         if self.cluster.size == 1:
             # a broker of one node has no peers to lose: partition handling is for clusters
