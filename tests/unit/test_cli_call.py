@@ -30,7 +30,8 @@ def test_help_after_a_name_lists_its_options(capsys: pytest.CaptureFixture[str])
 def test_help_without_a_name_lists_the_operations(capsys: pytest.CaptureFixture[str]) -> None:
     assert "operations: asr, vad, speaker.embed, speaker.verify" in _help(capsys, "--help")
     out = _help(capsys, "nope", "--help")
-    assert "'nope' is not declared in this installation: it is still called" in out
+    assert "'nope' is neither declared in this installation nor by a worker" in out
+    assert "it is still called if the broker has its queue" in out
 
 
 def test_bad_option_syntax_and_values_fail_before_sending(
