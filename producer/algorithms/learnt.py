@@ -103,7 +103,6 @@ class Learnt:
         self.learnt: dict[str, Algorithm] = {}
         self.served: dict[str, list[str]] = {}  # algorithm -> workers that declared it last
         self.conflicts: dict[str, str] = {}  # algorithm -> why a declaration was refused
-        self.asked = False  # a round of answers came at least once
         self._described: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -126,7 +125,7 @@ class Learnt:
                 if why:
                     conflicts[name] = why
             self.served = {name: [w for w, _ in offered] for name, offered in offers.items()}
-            self.conflicts, self.asked = conflicts, True
+            self.conflicts = conflicts
             if changed:
                 self.catalog = Catalog(
                     [*self.local.algorithms.values(), *self.learnt.values()], self.local.errors
@@ -161,7 +160,9 @@ class Learnt:
                     raise AlgorithmError(f"it is named {algorithm.name!r}")
             except AlgorithmError as exc:
                 return False, f"{offered[0][0]}'s declaration of {name!r} is refused: {exc}"
-            self.learnt[name], self._described[name] = algorithm, kinds[0]
+            # readers on other threads keep the dict they hold: replace it, never change it
+            self.learnt = {**self.learnt, name: algorithm}
+            self._described[name] = kinds[0]
         if len(kinds) > 1:
             return adopted, (
                 f"workers declare {name!r} in {len(kinds)} different ways"

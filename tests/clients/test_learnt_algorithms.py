@@ -70,6 +70,7 @@ def test_doors_without_the_plugin_learn_it_from_its_worker(
         # Then within seconds the gateway lists it, after the local algorithms, as learnt
         wait_for(lambda: "echo" in _listing(gateway)["algorithms"], WITHIN, "echo learnt")
         learnt_in = time.monotonic() - started
+        assert f"offered to the doors (speech_declarations): echo ({DISTRIBUTION})" in worker.log()
         listing = _listing(gateway)
         assert listing["algorithms"] == [*catalog().names, "echo"]
         assert "echo" in listing["operations"] and listing["conflicts"] == {}
