@@ -90,6 +90,8 @@ def test_doors_without_the_plugin_learn_it_from_its_worker(
         res = _echo(gateway, mode="loose")
         assert res.status_code == 400 and res.json()["error"]["type"] == "InvalidOptions"
         assert "option mode must be one of ['exact', 'fuzzy']" in res.json()["error"]["message"]
+        # And its metrics count it under its own name
+        assert 'operation="echo",status="200"' in httpx.get(f"{gateway.url}/metrics").text
         # And the bridge consumes rpc.echo, with no restart
         wait_for(lambda: "rpc.echo" in bridge.log(), WITHIN, "the bridge consuming rpc.echo")
         rpc = RpcClient(url)
