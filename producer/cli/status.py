@@ -13,6 +13,7 @@ answers.
 
 import base64
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from producer import brokers
+from producer.algorithms.learnt import learnt as registry
 from producer.brokers import MANAGEMENT_PORT
 from producer.client.core import Client
 from producer.client.learning import learn_once
@@ -80,15 +82,24 @@ class Status:
 def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0) -> Status:
     """Inspect `queues` (default: every algorithm, those learnt from workers too): each
     ping waits at most `timeout` s."""
-    learnt = learn_once(client)  # the workers say what they serve, conflicts included
+    # The workers say what they serve (conflicts included) while the local queues are read:
+    # a broker that is down is reported by those reads, without waiting for the question.
+    asking = threading.Thread(target=learn_once, args=(client,), daemon=True)
+    asking.start()
+    local = {q: QueueStatus(q) for q in queues or client.algorithms if q in client.algorithms}
+    node = _declare_passive(client, local)
+    asking.join()
+    learnt = registry()
     algorithms = learnt.catalog.names
     names = list(queues or algorithms)
     unknown = [q for q in names if q not in algorithms]
     if unknown:
         known = ", ".join(algorithms)
         raise InvalidInput(f"unknown queue(s) {', '.join(unknown)}; known: {known}")
-    rows = {name: QueueStatus(name) for name in names}
-    node = _declare_passive(client, rows)
+    others = {q: QueueStatus(q) for q in names if q not in local}
+    if others:
+        node = _declare_passive(client, others)
+    rows = {name: local.get(name) or others[name] for name in names}
     with ThreadPoolExecutor(len(rows) + 1) as pool:
         consumers = pool.submit(_consumers_by_queue, client)
         pings = {
