@@ -58,6 +58,9 @@ log = logging.getLogger("speech.gateway")
 STATIC = Path(__file__).with_name("static")
 # Statuses whose answers say when to come back (Retry-After).
 RETRY_LATER = (429, 503, 507)
+# Health pings in parallel beyond one per local algorithm: for those learnt from workers
+# (threads are made only when used).
+LEARNT_PINGS = 8
 
 
 def create_app(
@@ -77,7 +80,9 @@ def create_app(
     state = Door(
         client,
         calls=ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call"),
-        pings=ThreadPoolExecutor(len(client.algorithms), thread_name_prefix="gateway-ping"),
+        pings=ThreadPoolExecutor(
+            len(client.algorithms) + LEARNT_PINGS, thread_name_prefix="gateway-ping"
+        ),
         uploads=UploadBudget(upload_budget, client_upload_share),
         keys=Keys(parse_keys(api_key, api_keys)),
         rate_limit=RateLimit(rate_limit, rate_burst) if rate_limit > 0 else None,
