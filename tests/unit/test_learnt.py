@@ -167,3 +167,16 @@ def test_the_gateway_lists_and_documents_what_it_learns_without_a_restart() -> N
         listing = http.get("/v1/algorithms").json()
         assert "echo" in listing["algorithms"] and not listing["learnt"]["echo"]["served"]
         assert "/v1/echo" in http.get("/openapi.json").json()["paths"]
+
+
+def test_a_worker_offers_the_declarations_of_the_queues_it_consumes() -> None:
+    from types import SimpleNamespace
+
+    from tasks.declarations import served
+
+    vad = next(a for a in BUILTINS if a.name == "vad")
+    queues = [SimpleNamespace(name="vad"), SimpleNamespace(name="not-an-algorithm")]
+    consumer = SimpleNamespace(task_consumer=SimpleNamespace(queues=queues))
+    # msgpack carries the answer: what it sends is what the doors rebuild from
+    assert msgpack.unpackb(msgpack.packb(served(consumer))) == {"vad": wire(vad)}
+    assert served(SimpleNamespace(task_consumer=None)) == {}  # not consuming yet
