@@ -84,6 +84,11 @@ class Settings:
     # The producer announces each task (task-sent event) with its queue, for Flower.
     sent_events: bool = _from("SPEECH_SENT_EVENTS", True)
 
+    # --- Doors: algorithms learnt from the workers that serve them ---------------------------
+    # Seconds between the gateway's and the bridge's questions to the workers for the
+    # declarations they serve (0: never ask; only built-ins and installed plugins are known).
+    learn_seconds: float = _from("SPEECH_LEARN_SECONDS", 2.0)
+
     # --- HTTP gateway (`python -m producer serve`) ---------------------------------------------
     gateway_host: str = _from("SPEECH_GATEWAY_HOST", "127.0.0.1")
     gateway_port: int = _from("SPEECH_GATEWAY_PORT", 8000)

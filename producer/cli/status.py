@@ -3,13 +3,17 @@
 Works with the plain AMQP connection: a passive `queue.declare` returns a queue's ready
 message count and consumer count without creating or changing it; a control broadcast
 (`inspect active_queues`) names the workers consuming each queue; `speech.ping` sent
-through the queue proves it is served end to end. When RabbitMQ's management API answers,
-each row also gets unacknowledged messages and publish/deliver rates. With a list of
-broker nodes (`;`), the queues are read on the first node that answers.
+through the queue proves it is served end to end. The workers are asked which algorithms
+they serve (producer.algorithms.learnt): those this installation lacks get rows too, and a
+worker declaring a local algorithm differently is reported as a conflict. When RabbitMQ's
+management API answers, each row also gets unacknowledged messages and publish/deliver
+rates. With a list of broker nodes (`;`), the queues are read on the first node that
+answers.
 """
 
 import base64
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,8 +22,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from producer import brokers
+from producer.algorithms.learnt import learnt as registry
 from producer.brokers import MANAGEMENT_PORT
 from producer.client.core import Client
+from producer.client.learning import learn_once
 from producer.errors import BrokerUnavailable, CallTimeout, InvalidInput, SpeechError
 from producer.settings import settings
 
@@ -53,6 +59,10 @@ class Status:
     queues: list[QueueStatus]
     management: str | None  # the management API URL that answered, if any
     management_error: str | None = None
+    # algorithms learnt from their workers: {name: {"source", "workers", "served"}}
+    learnt: dict[str, Any] = field(default_factory=dict)
+    # declarations of workers refused: {name: why} (producer.algorithms.learnt)
+    conflicts: dict[str, str] = field(default_factory=dict)
 
     @property
     def dead(self) -> list[str]:
@@ -64,18 +74,32 @@ class Status:
             "queues": [{**asdict(q), "live": q.live} for q in self.queues],
             "management": self.management,
             "management_error": self.management_error,
+            "learnt": self.learnt,
+            "conflicts": self.conflicts,
         }
 
 
 def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0) -> Status:
-    """Inspect `queues` (default: every algorithm): each ping waits at most `timeout` s."""
-    names = list(queues or client.algorithms)
-    unknown = [q for q in names if q not in client.algorithms]
+    """Inspect `queues` (default: every algorithm, those learnt from workers too): each
+    ping waits at most `timeout` s."""
+    # The workers say what they serve (conflicts included) while the local queues are read:
+    # a broker that is down is reported by those reads, without waiting for the question.
+    asking = threading.Thread(target=learn_once, args=(client,), daemon=True)
+    asking.start()
+    local = {q: QueueStatus(q) for q in queues or client.algorithms if q in client.algorithms}
+    node = _declare_passive(client, local)
+    asking.join()
+    learnt = registry()
+    algorithms = learnt.catalog.names
+    names = list(queues or algorithms)
+    unknown = [q for q in names if q not in algorithms]
     if unknown:
-        known = ", ".join(client.algorithms)
+        known = ", ".join(algorithms)
         raise InvalidInput(f"unknown queue(s) {', '.join(unknown)}; known: {known}")
-    rows = {name: QueueStatus(name) for name in names}
-    node = _declare_passive(client, rows)
+    others = {q: QueueStatus(q) for q in names if q not in local}
+    if others:
+        node = _declare_passive(client, others)
+    rows = {name: local.get(name) or others[name] for name in names}
     with ThreadPoolExecutor(len(rows) + 1) as pool:
         consumers = pool.submit(_consumers_by_queue, client)
         pings = {
@@ -90,7 +114,7 @@ def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0
             else:
                 row.ping_error = "no consumer" if row.exists else "no queue"
     url = management_url(node)
-    result = Status(list(rows.values()), management=None)
+    result = Status(list(rows.values()), management=None, **learnt.report())
     if url:
         try:
             _add_management(url, brokers.virtual_host(node), rows)
@@ -191,6 +215,11 @@ def format_table(result: Status) -> str:
     )
     if result.management_error:
         text += f"\n(management API not reachable: {result.management_error})"
+    for name, learnt in result.learnt.items():
+        served = "served" if learnt["served"] else "unserved: no worker declares it now"
+        text += f"\n{name}: learnt from its workers ({learnt['source']}), {served}"
+    for why in result.conflicts.values():
+        text += f"\nconflict: {why}"
     return text
 
 

@@ -27,6 +27,7 @@ import producer.celeryconf
 from producer.algorithms.arrays import unpack_all
 from producer.algorithms.catalog import Catalog, catalog
 from producer.algorithms.declare import NAME, task_name
+from producer.algorithms.learnt import known
 from producer.algorithms.options import check_timeout
 from producer.client.describe import args_repr, kwargs_repr
 from producer.client.events import SentEvents
@@ -229,8 +230,11 @@ class Client:
         declared = self.catalog.operation(operation)
         if declared is None:
             queue = self.queue_of(operation)
+            # Learnt from its workers (producer.algorithms.learnt), when a door asked them
+            declared = known().operation(operation)
         else:
             queue = self.operations[operation]
+        if declared is not None:
             if len(audios) != declared.clips:
                 raise InvalidInput(f"{operation} takes {_clips(declared.clips)}, got {len(audios)}")
             # Sent as given (typed): the worker owns the defaults.

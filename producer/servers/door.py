@@ -17,6 +17,8 @@ from typing import Any, Protocol, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
+from producer.algorithms.catalog import Catalog
+from producer.algorithms.learnt import Learnt
 from producer.algorithms.options import check_timeout
 from producer.errors import InvalidAudio, TooManyRequests
 from producer.servers.forms import MULTIPART_SLACK, UploadBudget, too_large
@@ -41,11 +43,27 @@ class Door:
     rate_limit: RateLimit | None = None
     retry_after: int = 1
     health_timeout: float = 1.0
-    listing: dict[str, Any] = field(default_factory=dict)  # GET /v1/algorithms
+    # The client's catalog and what the workers taught since (producer.algorithms.learnt)
+    learnt: Learnt = field(default_factory=lambda: Learnt(Catalog([])))
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.learnt.catalog
 
     @property
     def operations(self) -> list[str]:
-        return list(self.listing.get("operations", []))
+        return list(self.catalog.operations)
+
+    @property
+    def listing(self) -> dict[str, Any]:
+        """GET /v1/algorithms: names, operations, declarations, and what was learnt."""
+        known = self.catalog
+        return {
+            "algorithms": list(known.names),
+            "operations": list(known.operations),
+            "declarations": known.describe(),
+            **self.learnt.report(),
+        }
 
     def caller(self, request: Request) -> str:
         """Who a request counts against: its key's name when the gateway has keys (never

@@ -77,12 +77,6 @@ def http_status(exc: BaseException) -> int:
     return 500
 
 
-def operations(client: Any) -> list[str]:
-    """What the doors accept: the Client's operations ("speaker.verify") when it has
-    them, else its algorithms (one operation per queue)."""
-    return list(getattr(client, "operations", None) or client.algorithms)
-
-
 def invoke(
     client: Any, operation: str, clips: list[bytes], timeout: float | None, options: dict[str, Any]
 ) -> Any:

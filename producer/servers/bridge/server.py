@@ -25,6 +25,10 @@ direct reply-to name) only that connection, so the request is answered with a sh
 or dead-lettered while the requests in flight on the consuming connection go on.
 The broker URL may list several nodes (`;`): the bridge connects to the first that
 answers and moves to the next when its node dies or stops answering heartbeats.
+
+An algorithm learnt from its workers (producer.algorithms.learnt, asked every
+SPEECH_LEARN_SECONDS) gets its `rpc.<operation>` queues declared and consumed within a
+second, on the consuming connection's thread, without a restart.
 """
 
 import argparse
@@ -49,8 +53,10 @@ from pika.exceptions import (
 )
 from pika.spec import Basic, BasicProperties
 
+from producer.algorithms.learnt import registry_for
 from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client.core import Client
+from producer.client.learning import Learner
 from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
 from producer.servers import wire
 from producer.servers.bridge.request import (
@@ -129,9 +135,12 @@ class Bridge:
         self.client = client
         self.concurrency = max(1, concurrency)
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="bridge-call")
-        # One queue per operation: rpc.asr, and rpc.speaker.verify once operations exist.
-        prefix = QUEUE_PREFIX
-        self.queues = {f"{prefix}{op}": op for op in [*wire.operations(client), "transcribe"]}
+        # One queue per operation: rpc.asr, rpc.speaker.verify, and those of algorithms
+        # learnt from their workers (producer.algorithms.learnt) as they are learnt.
+        self.learnt = registry_for(client.catalog)
+        self._consumed_catalog = self.learnt.catalog
+        operations = [*self._consumed_catalog.operations, "transcribe"]
+        self.queues = {f"{QUEUE_PREFIX}{op}": op for op in operations}
         self.stopping = threading.Event()
         self.in_flight = 0  # touched only on the connection's thread
         # The Client's effective URL list (an explicit --broker beats CELERY_BROKER_URL).
@@ -211,10 +220,28 @@ class Bridge:
                 conn.close()
 
     def _keep_alive(self, conn: pika.BlockingConnection, replies: "ReplyConnection") -> None:
-        """Answer the reply connection's heartbeats while requests come in on `conn`."""
+        """Answer the reply connection's heartbeats while requests come in on `conn`, and
+        consume the queues of algorithms learnt meanwhile."""
         replies.service()
+        if self.learnt.catalog is not self._consumed_catalog and not self.stopping.is_set():
+            self._consume_learnt()
         if conn.is_open:
             conn.call_later(KEEPALIVE_SECONDS, lambda: self._keep_alive(conn, replies))
+
+    def _consume_learnt(self) -> None:
+        """Declare and consume `rpc.<operation>` for each operation learnt since the last
+        look (on the connection's thread, between deliveries)."""
+        self._consumed_catalog = known = self.learnt.catalog
+        new = {f"{QUEUE_PREFIX}{op}": op for op in known.operations}
+        new = {queue: op for queue, op in new.items() if queue not in self.queues}
+        if not new or not self._channels or not self._channels[0].is_open:
+            return
+        channel = self._channels[0]
+        self._declare_queues(channel, list(new))
+        self.queues.update(new)
+        for queue, operation in new.items():
+            channel.basic_consume(queue, partial(self._on_request, operation))
+        log.info("bridge consuming %s, learnt from their workers", ", ".join(new))
 
     def _declare(self, channel: BlockingChannel) -> None:
         dlx, dead = settings().bridge_dlx, settings().bridge_dead_queue
@@ -222,7 +249,16 @@ class Bridge:
             channel.exchange_declare(dlx, "fanout", durable=True)
             channel.queue_declare(dead, durable=True, arguments={**QUORUM, **DEAD_QUEUE_BOUNDS})
             channel.queue_bind(dead, dlx)
-            for queue in self.queues:
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code == PRECONDITION_FAILED:
+                raise _conflict(exc) from exc
+            raise
+        self._declare_queues(channel, list(self.queues))
+
+    def _declare_queues(self, channel: BlockingChannel, queues: list[str]) -> None:
+        dlx = settings().bridge_dlx
+        try:
+            for queue in queues:
                 arguments = {
                     **QUORUM,
                     "x-dead-letter-exchange": dlx,
@@ -231,11 +267,7 @@ class Bridge:
                 channel.queue_declare(queue, durable=True, arguments=arguments)
         except ChannelClosedByBroker as exc:
             if exc.reply_code == PRECONDITION_FAILED:
-                raise QueuesConflict(
-                    f"{exc.reply_text}. Queues of an older bridge (other arguments) must be"
-                    " drained and deleted before this one can declare them"
-                    " (rabbitmqctl delete_queue --vhost VHOST QUEUE)"
-                ) from exc
+                raise _conflict(exc) from exc
             raise
 
     def _drain(self, conn: pika.BlockingConnection) -> None:
@@ -402,6 +434,15 @@ class ReplyConnection:
                 conn.close()
 
 
+def _conflict(exc: ChannelClosedByBroker) -> QueuesConflict:
+    """The error for a queue that exists with other arguments."""
+    return QueuesConflict(
+        f"{exc.reply_text}. Queues of an older bridge (other arguments) must be"
+        " drained and deleted before this one can declare them"
+        " (rabbitmqctl delete_queue --vhost VHOST QUEUE)"
+    )
+
+
 def _reason(exc: BaseException) -> str:
     """What went wrong, in words: pika wraps a refused connection in two empty-looking errors."""
     cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
@@ -426,6 +467,8 @@ def run_bridge(client: Client, args: argparse.Namespace) -> int:
     bridge = Bridge(client, args.concurrency or settings().bridge_concurrency)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop())
+    learner = Learner(client, bridge.learnt).start()  # every SPEECH_LEARN_SECONDS
     status = bridge.run()
+    learner.stop()
     log.info("bridge stopped")
     return status

@@ -41,7 +41,9 @@ from starlette.requests import ClientDisconnect
 import producer.servers.gateway.openapi as openapi
 import producer.servers.gateway.routes as routes
 import producer.servers.jobs.routes as jobs
+from producer.algorithms.learnt import registry_for
 from producer.client.core import Client
+from producer.client.learning import Learner
 from producer.errors import InvalidInput, SpeechError
 from producer.servers import wire
 from producer.servers.door import Door, Unauthorized, door
@@ -56,6 +58,9 @@ log = logging.getLogger("speech.gateway")
 STATIC = Path(__file__).with_name("static")
 # Statuses whose answers say when to come back (Retry-After).
 RETRY_LATER = (429, 503, 507)
+# Health pings in parallel beyond one per local algorithm: for those learnt from workers
+# (threads are made only when used).
+LEARNT_PINGS = 8
 
 
 def create_app(
@@ -75,17 +80,15 @@ def create_app(
     state = Door(
         client,
         calls=ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call"),
-        pings=ThreadPoolExecutor(len(client.algorithms), thread_name_prefix="gateway-ping"),
+        pings=ThreadPoolExecutor(
+            len(client.algorithms) + LEARNT_PINGS, thread_name_prefix="gateway-ping"
+        ),
         uploads=UploadBudget(upload_budget, client_upload_share),
         keys=Keys(parse_keys(api_key, api_keys)),
         rate_limit=RateLimit(rate_limit, rate_burst) if rate_limit > 0 else None,
         retry_after=retry_after,
         health_timeout=health_timeout,
-        listing={
-            "algorithms": list(client.algorithms),
-            "operations": wire.operations(client),
-            "declarations": client.catalog.describe(),
-        },
+        learnt=registry_for(client.catalog),  # the workers' algorithms join it as learnt
     )
     app = FastAPI(
         title="Speech platform gateway",
@@ -108,7 +111,7 @@ def create_app(
     app.add_api_route("/", _page, include_in_schema=False)
     app.add_api_route("/metrics", _metrics, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    openapi.install(app, client.catalog, state.operations)  # POST /v1/<operation>, typed
+    openapi.install(app, lambda: state.catalog)  # POST /v1/<operation>, typed, as learnt
     return app
 
 
@@ -188,12 +191,14 @@ def serve(client: Client, args: argparse.Namespace) -> int:
 
     from producer.servers.gateway.http11 import GatewayProtocol
 
-    for name in ("speech.gateway", "speech.jobs"):  # uvicorn configures only its own loggers
+    # uvicorn configures only its own loggers
+    for name in ("speech.gateway", "speech.jobs", "speech.learn"):
         _log_to_stderr(logging.getLogger(name))
     # the access log is the gateway's own (producer.servers.gateway.accounting): it names
     # the caller's key, which uvicorn's cannot
     app = create_app(client, access_log=args.access_log)
     app.state.jobs.start()  # this process runs jobs from the store (producer.servers.jobs.runner)
+    learner = Learner(client, app.state.door.learnt).start()  # every SPEECH_LEARN_SECONDS
     host = args.host or settings().gateway_host
     port = settings().gateway_port if args.port is None else args.port
     uvicorn.run(
@@ -204,5 +209,6 @@ def serve(client: Client, args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,
     )
+    learner.stop()
     app.state.jobs.stop()
     return 0
