@@ -51,7 +51,7 @@ from pika.spec import Basic, BasicProperties
 
 from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client.core import Client
-from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
+from producer.errors import InvalidInput, PayloadTooLarge, SpeechError, access_denied
 from producer.servers import wire
 from producer.servers.bridge.request import (
     MAX_ERROR_CHARS,
@@ -62,6 +62,7 @@ from producer.servers.bridge.request import (
     parse_request,
 )
 from producer.settings import settings
+from producer.topology import BRIDGE_QUEUE_PREFIX
 
 __all__ = ["MAX_ERROR_CHARS", "Bridge", "encode_reply", "parse_request", "run_bridge"]
 
@@ -93,8 +94,7 @@ def pika_parameters(url: str) -> Any:
 
 log = logging.getLogger("speech.bridge")
 REPLY_PROPERTIES = {"content_type": "application/msgpack"}
-# The bridge consumes `rpc.<operation>` on the default exchange.
-QUEUE_PREFIX = "rpc."
+QUEUE_PREFIX = BRIDGE_QUEUE_PREFIX
 # AMQP reply code: while declaring, a queue exists with other arguments; while publishing,
 # the broker refused the message (too large, bad property).
 PRECONDITION_FAILED = 406
@@ -157,6 +157,9 @@ class Bridge:
             except AMQPConnectionError as exc:
                 log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc))
             except AMQPError as exc:
+                if denied := access_denied(exc):  # the user's rights: retrying cannot help
+                    log.error("bridge cannot serve on %s: %s", safe_url(url), denied)
+                    return 1
                 log.warning("AMQP error on %s: %r", safe_url(url), exc)
             if self.stopping.is_set():
                 break

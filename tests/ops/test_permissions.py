@@ -1,0 +1,210 @@
+"""Least privilege that works: the users `producer permissions` prints, made on a vhost of
+their own, each role run with exactly those rights, and what each may not do refused as
+AccessDenied naming the user, the resource and the right."""
+
+import shlex
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from amqp.exceptions import ResourceLocked
+
+from producer import AccessDenied, Client
+from producer.cli.permissions import declare_topology
+from tests.clients.servers import Bridge, Gateway
+from tests.clients.test_bridge import RpcClient
+from tests.helpers import DATA, REPO, TEST_BROKER, Vhost, Worker, rabbitmqctl, run_cli
+
+FOX = (DATA / "fox_kal16.wav").read_bytes()
+PASSWORD = "perm-" + uuid.uuid4().hex
+ROLES = ("worker", "producer", "gateway", "bridge", "monitoring")
+
+
+class Users:
+    """The roles' users made from the printed `rabbitmqctl` lines, deleted afterwards."""
+
+    def __init__(self, vhost: Vhost) -> None:
+        self.vhost = vhost
+        self.prefix = f"speech-t{uuid.uuid4().hex[:8]}"
+        self.made: list[str] = []
+        self.printed = ""
+
+    def create(self) -> "Users":
+        done = subprocess.run(
+            [sys.executable, "-m", "producer", "permissions", "--vhost", self.vhost.name,
+             "--prefix", self.prefix, "--algorithms", "vad"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        self.printed = done.stdout
+        for line in self.printed.splitlines():
+            if not line.startswith("rabbitmqctl ") or " add_vhost " in line:
+                continue  # comments; the vhost exists already
+            args = shlex.split(line)[1:]
+            if args[0] == "add_user":
+                args[2] = PASSWORD
+                self.made.append(args[1])
+            rabbitmqctl(*args)
+        return self
+
+    def delete(self) -> None:
+        for user in self.made:
+            rabbitmqctl("delete_user", user)
+
+    def user(self, role: str) -> str:
+        return f"{self.prefix}-{role}" + ("-vad" if role == "worker" else "")
+
+    def url(self, role: str) -> str:
+        host = TEST_BROKER.rsplit("@", 1)[-1]
+        return f"amqp://{self.user(role)}:{PASSWORD}@{host}/{self.vhost.name}"
+
+
+@pytest.fixture(scope="module")
+def users() -> Iterator[Users]:
+    vhost = Vhost("speech-perm").create()
+    made = Users(vhost)
+    try:
+        made.create()
+        # what `--apply` does after the users: the queues, declared by an administrator
+        declare_topology(vhost.url, vhost.name)
+        yield made
+    finally:
+        made.delete()
+        vhost.delete()
+
+
+@pytest.fixture(scope="module")
+def vad_worker(users: Users) -> Iterator[Worker]:
+    worker = Worker(users.url("worker"), "vad", name="perm-vad").start(timeout=120)
+    worker.wait_warm("vad")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="module")
+def producer_client(users: Users, vad_worker: Worker) -> Iterator[Client]:
+    with Client(users.url("producer"), timeout=60) as client:
+        yield client
+
+
+def test_every_role_gets_a_user_and_three_regexes(users: Users) -> None:
+    for role in ROLES:
+        assert f"add_user {users.user(role)} " in users.printed, role
+    assert f"set_user_tags {users.prefix}-monitoring management" in users.printed
+
+
+def test_a_producer_calls_and_pings_a_worker_of_vad(users: Users, producer_client: Client) -> None:
+    assert producer_client.vad(FOX)["segments"]
+    assert producer_client.ping("vad", timeout=30)["worker"].startswith("perm-vad@")
+    done = run_cli(users.url("producer"), "ping", "vad", "--timeout", "30")
+    assert done.returncode == 0 and "answered by perm-vad@" in done.stdout, done.stderr
+
+
+def test_a_producer_may_not_consume_or_purge_an_algorithm_queue(
+    users: Users, producer_client: Client
+) -> None:
+    user, vhost = users.user("producer"), users.vhost.name
+    for operation in (
+        lambda conn: conn.channel().basic_get("vad"),
+        lambda conn: conn.channel().queue_purge("vad"),
+    ):
+        with pytest.raises(AccessDenied) as refused:
+            producer_client.publisher.run(operation, deadline=_soon())
+        assert str(refused.value).startswith(
+            f"user '{user}' may not read queue 'vad' in vhost '{vhost}'"
+        )
+
+
+def test_a_producer_may_not_read_another_clients_replies(
+    users: Users, producer_client: Client
+) -> None:
+    # Given a Client whose reply queue exists (same user, another connection)
+    producer_client.ping("vad", timeout=30)
+    theirs = producer_client.replies._queue_name
+    assert theirs is not None
+    with Client(users.url("producer"), timeout=30) as other:
+        # Then the other Client may neither consume it nor take a message off it
+        for operation in (
+            lambda conn: conn.channel().basic_consume(theirs),
+            lambda conn: conn.channel().basic_get(theirs),
+        ):
+            with pytest.raises(ResourceLocked):  # exclusive to its own connection
+                other.publisher.run(operation, deadline=_soon())
+
+
+def test_a_worker_of_vad_may_not_serve_asr(users: Users) -> None:
+    worker = Worker(users.url("worker"), "asr", name="perm-asr")
+    worker.launch()
+    assert worker.proc is not None
+    code = worker.proc.wait(120)
+    log = worker.log()
+    assert code != 0
+    user, vhost = users.user("worker"), users.vhost.name
+    line = f"user '{user}' may not configure queue 'asr' in vhost '{vhost}'"
+    assert line in log, log
+    assert "Traceback" not in log, log
+
+
+def test_monitoring_sees_the_workers_but_may_not_publish_requests(
+    users: Users, vad_worker: Worker
+) -> None:
+    with (
+        Client(users.url("monitoring"), timeout=10) as monitoring,
+        pytest.raises(AccessDenied) as refused,
+    ):
+        monitoring.ping("vad", timeout=10)
+    user, vhost = users.user("monitoring"), users.vhost.name
+    assert str(refused.value).startswith(
+        f"user '{user}' may not write exchange 'speech' in vhost '{vhost}'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "producer", "status", "vad", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**_env(users.url("monitoring")), "SPEECH_MANAGEMENT_URL": "off"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "perm-vad@" in done.stdout, done.stdout
+
+
+def test_the_gateway_serves_http_with_its_user(users: Users, vad_worker: Worker) -> None:
+    gateway = Gateway(users.url("gateway")).start()
+    try:
+        answer = httpx.post(f"{gateway.url}/v1/vad", content=FOX, timeout=60)
+    finally:
+        gateway.stop()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"]["segments"]
+
+
+def test_the_bridge_serves_rpc_vad_with_its_user(users: Users, vad_worker: Worker) -> None:
+    bridge = Bridge(users.url("bridge")).start()
+    try:
+        rpc = RpcClient(users.url("bridge"))
+        try:
+            reply = rpc.wait(rpc.send(_msgpack({"audio": FOX}), queue="rpc.vad"), timeout=60)[0]
+        finally:
+            rpc.close()
+    finally:
+        bridge.stop()
+    assert reply["ok"], reply
+
+
+def _soon() -> float:
+    import time
+
+    return time.monotonic() + 10
+
+
+def _env(url: str) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "CELERY_BROKER_URL": url}
+
+
+def _msgpack(value: object) -> bytes:
+    import msgpack
+
+    return msgpack.packb(value)
