@@ -208,3 +208,21 @@ def _msgpack(value: object) -> bytes:
     import msgpack
 
     return msgpack.packb(value)
+
+
+def test_the_security_page_shows_what_the_command_prints() -> None:
+    # Given the command and the output docs/security.md shows
+    page = (REPO / "docs" / "security.md").read_text()
+    command = next(
+        line.strip() for line in page.splitlines()
+        if line.strip().startswith("python -m producer permissions")
+    )  # fmt: skip
+    shown = page.split(command, 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    # When it runs here
+    done = subprocess.run(
+        [sys.executable, *shlex.split(command)[1:]],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    # Then it prints exactly those lines
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [line.strip() for line in shown.strip().splitlines()]
