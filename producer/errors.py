@@ -61,6 +61,9 @@ _RIGHTS = {
     "queue.declare": "configure", "exchange.declare": "configure",
     "queue.delete": "configure", "exchange.delete": "configure",
     "basic.publish": "write", "basic.get": "read", "basic.consume": "read", "queue.purge": "read",
+    # a queue declared with a dead-letter exchange: write on that exchange (read on the
+    # queue too, refused in the same words as configure: "configure" is named)
+    "queue.declare:exchange": "write",
     "queue.bind:queue": "write", "queue.bind:exchange": "read",
     "queue.unbind:queue": "write", "queue.unbind:exchange": "read",
 }  # fmt: skip
@@ -89,7 +92,7 @@ def access_denied(exc: BaseException | None) -> AccessDenied | None:
 def _from_text(text: str, method: str = "") -> AccessDenied:
     if found := _REFUSED.search(text):
         user, kind = found["user"], found["kind"]
-        right = found["right"] or _RIGHTS.get(method) or _RIGHTS.get(f"{method}:{kind}", "use")
+        right = found["right"] or _RIGHTS.get(f"{method}:{kind}") or _RIGHTS.get(method, "use")
         return AccessDenied(
             f"user {user!r} may not {right} {found['resource']} in vhost {found['vhost']!r}"
             " (its RabbitMQ permissions: `python -m producer permissions`)",

@@ -13,7 +13,7 @@ from producer.cli import permissions as cli_permissions
 from producer.cli import scaffold
 from producer.cli.files import EXIT_FAILED, EXIT_OK, error, run_files
 from producer.client.core import Client
-from producer.errors import InvalidInput, SpeechError
+from producer.errors import InvalidInput, SpeechError, access_denied
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     except SpeechError as exc:
         error(str(exc))
         return EXIT_FAILED
+    except Exception as exc:
+        # RabbitMQ's 403 from a path that does not turn it into AccessDenied itself
+        if denied := access_denied(exc):
+            error(str(denied))
+            return EXIT_FAILED
+        raise
     except KeyboardInterrupt:
         error("interrupted")
         return 130

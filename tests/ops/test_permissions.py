@@ -78,7 +78,10 @@ def users() -> Iterator[Users]:
 
 @pytest.fixture(scope="module")
 def vad_worker(users: Users) -> Iterator[Worker]:
-    worker = Worker(users.url("worker"), "vad", name="perm-vad").start(timeout=120)
+    worker = Worker(users.url("worker"), "vad", name="perm-vad")
+    # as docker/docker-compose.yml runs workers: with mingle and gossip
+    worker.cmd = [arg for arg in worker.cmd if arg not in ("--without-gossip", "--without-mingle")]
+    worker.start(timeout=120)
     worker.wait_warm("vad")
     yield worker
     worker.stop()
@@ -208,6 +211,46 @@ def _msgpack(value: object) -> bytes:
     import msgpack
 
     return msgpack.packb(value)
+
+
+def test_the_command_line_says_what_is_refused_in_one_line(
+    users: Users, vad_worker: Worker
+) -> None:
+    vhost = users.vhost.name
+    # monitoring may not send requests; a producer may not broadcast to the workers
+    for role, args, refused in (
+        ("monitoring", ("ping", "vad", "--timeout", "10"), "write exchange 'speech'"),
+        ("producer", ("status", "vad"), "configure exchange 'reply.celery.pidbox'"),
+    ):
+        done = run_cli(users.url(role), *args, timeout=60)
+        assert done.returncode == 1, done
+        assert done.stderr.startswith(
+            f"error: user '{users.user(role)}' may not {refused} in vhost '{vhost}'"
+        ), done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_the_gateway_answers_500_access_denied_when_its_user_lacks_a_right(
+    users: Users, vad_worker: Worker
+) -> None:
+    gateway = Gateway(users.url("monitoring")).start()
+    try:
+        answer = httpx.post(f"{gateway.url}/v1/vad", content=FOX, timeout=60)
+    finally:
+        gateway.stop()
+    assert answer.status_code == 500, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "AccessDenied"
+    assert "may not write exchange 'speech'" in error["message"]
+
+
+def test_a_bridge_without_its_rights_stops_with_one_line(users: Users) -> None:
+    bridge = Bridge(users.url("producer")).start_process()
+    assert bridge.proc is not None
+    assert bridge.proc.wait(60) == 1
+    line = f"user '{users.user('producer')}' may not configure exchange 'rpc.dlx'"
+    assert line in bridge.log(), bridge.log()
+    assert "Traceback" not in bridge.log()
 
 
 def test_the_security_page_shows_what_the_command_prints() -> None:

@@ -221,10 +221,14 @@ class Bridge:
 
     def _declare(self, channel: BlockingChannel) -> None:
         dlx, dead = settings().bridge_dlx, settings().bridge_dead_queue
+        step = "Exchange.declare"  # pika's refusals do not say which method was refused
         try:
             channel.exchange_declare(dlx, "fanout", durable=True)
+            step = "Queue.declare"
             channel.queue_declare(dead, durable=True, arguments={**QUORUM, **DEAD_QUEUE_BOUNDS})
+            step = "Queue.bind"
             channel.queue_bind(dead, dlx)
+            step = "Queue.declare"
             for queue in self.queues:
                 arguments = {
                     **QUORUM,
@@ -233,6 +237,7 @@ class Bridge:
                 }
                 channel.queue_declare(queue, durable=True, arguments=arguments)
         except ChannelClosedByBroker as exc:
+            exc.method_name = step  # read by producer.errors.access_denied
             if exc.reply_code == PRECONDITION_FAILED:
                 raise QueuesConflict(
                     f"{exc.reply_text}. Queues of an older bridge (other arguments) must be"
