@@ -2,6 +2,7 @@
 their own, each role run with exactly those rights, and what each may not do refused as
 AccessDenied naming the user, the resource and the right."""
 
+import re
 import shlex
 import subprocess
 import sys
@@ -16,11 +17,13 @@ from producer import AccessDenied, Client
 from producer.cli.permissions import declare_topology
 from tests.clients.servers import Bridge, Gateway
 from tests.clients.test_bridge import RpcClient
-from tests.helpers import DATA, REPO, TEST_BROKER, Vhost, Worker, rabbitmqctl, run_cli
+from tests.cluster import Cluster
+from tests.helpers import DATA, REPO, TEST_BROKER, Vhost, Worker, rabbitmqctl, run_cli, wait_for
 
 FOX = (DATA / "fox_kal16.wav").read_bytes()
 PASSWORD = "perm-" + uuid.uuid4().hex
 ROLES = ("worker", "producer", "gateway", "bridge", "monitoring")
+MANAGEMENT = "rabbitmq_management"
 
 
 class Users:
@@ -269,3 +272,43 @@ def test_the_security_page_shows_what_the_command_prints() -> None:
     # Then it prints exactly those lines
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [line.strip() for line in shown.strip().splitlines()]
+
+
+def test_apply_makes_the_users_through_the_management_api() -> None:
+    # Given a broker of the test's own with the management plugin (the machine's has none)
+    broker = Cluster(size=1, tag=f"perm-{uuid.uuid4().hex[:4]}", plugins=(MANAGEMENT,)).start()
+    node, vhost, prefix = broker.nodes[0], "speech-apply", "speech-applied"
+    api = f"http://127.0.0.1:{node.management_port}"
+    try:
+        wait_for(lambda: _answers(api), 60, "the management API")
+        # When `--apply` runs with a password given for the producer only
+        done = subprocess.run(
+            [sys.executable, "-m", "producer", "permissions", "--vhost", vhost, "--apply",
+             "--prefix", prefix, "--role", "producer", "--role", "monitoring"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+            env={**_env(node.url()), "SPEECH_MANAGEMENT_URL": f"http://guest:guest@127.0.0.1:{node.management_port}",
+                 "SPEECH_ROLE_PASSWORDS": "producer=given-secret"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        generated = re.search(rf"add_user {prefix}-monitoring (\S+)", done.stdout)
+        assert generated and "<password>" not in done.stdout, done.stdout
+        # Then the producer logs in with its password and finds the queues declared
+        url = f"amqp://{prefix}-producer:given-secret@127.0.0.1:{node.port}/{vhost}"
+        with Client(url, timeout=10) as client:
+            assert client.queue_state("vad") == (0, 0)
+            with pytest.raises(AccessDenied, match="may not read queue 'vad'"):
+                client.publisher.run(lambda conn: conn.channel().basic_get("vad"), _soon())
+        # And monitoring's tag opens the management API's view of the vhost
+        password = shlex.split(generated[1])[0]
+        queues = httpx.get(f"{api}/api/queues/{vhost}", auth=(f"{prefix}-monitoring", password))
+        assert queues.status_code == 200, queues.text
+        assert "vad" in {q["name"] for q in queues.json()}
+    finally:
+        broker.stop()
+
+
+def _answers(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/api/overview", auth=("guest", "guest"), timeout=2).is_success
+    except httpx.HTTPError:
+        return False
