@@ -2,12 +2,14 @@
 their own, each role run with exactly those rights, and what each may not do refused as
 AccessDenied naming the user, the resource and the right."""
 
+import json
 import re
 import shlex
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +21,7 @@ from tests.clients.servers import Bridge, Gateway
 from tests.clients.test_bridge import RpcClient
 from tests.cluster import Cluster
 from tests.helpers import DATA, REPO, TEST_BROKER, Vhost, Worker, rabbitmqctl, run_cli, wait_for
+from tests.ops.conftest import Flower
 
 FOX = (DATA / "fox_kal16.wav").read_bytes()
 PASSWORD = "perm-" + uuid.uuid4().hex
@@ -172,7 +175,25 @@ def test_monitoring_sees_the_workers_but_may_not_publish_requests(
         env={**_env(users.url("monitoring")), "SPEECH_MANAGEMENT_URL": "off"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "perm-vad@" in done.stdout, done.stdout
+    (row,) = json.loads(done.stdout)["queues"]
+    assert row["live"] and row["workers"][0].startswith("perm-vad@"), row
+    assert row["ping_error"].startswith(f"user '{user}' may not write exchange 'speech'"), row
+
+
+def test_flower_runs_with_the_monitoring_user(
+    users: Users, vad_worker: Worker, tmp_path: Path
+) -> None:
+    flower = Flower(users.url("monitoring"), tmp_path / "flower.db").start()
+    try:
+        # its workers page asks the workers through a control broadcast
+        def listed() -> bool:
+            workers = flower.get("/api/workers?refresh=1").json()
+            return any(name.startswith("perm-vad@") for name in workers)
+
+        wait_for(listed, 30, lambda: f"Flower to list the vad worker:\n{flower.log()}")
+    finally:
+        flower.stop()
+    assert "ACCESS_REFUSED" not in flower.log(), flower.log()
 
 
 def test_the_gateway_serves_http_with_its_user(users: Users, vad_worker: Worker) -> None:
