@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,18 @@ def test_a_producer_may_not_read_another_clients_replies(
                 other.publisher.run(operation, deadline=_soon())
 
 
+def test_a_user_without_reply_queues_hears_it_at_once(users: Users) -> None:
+    # a worker's user has no reply queue of its own: a call fails at once, not at its timeout
+    with Client(users.url("worker"), timeout=30) as client:
+        started = time.monotonic()
+        with pytest.raises(AccessDenied) as refused:
+            client.ping("vad", timeout=30)
+        assert time.monotonic() - started < 10
+    assert str(refused.value).startswith(
+        f"user '{users.user('worker')}' may not configure queue 'speech.reply."
+    )
+
+
 def test_a_worker_of_vad_may_not_serve_asr(users: Users) -> None:
     worker = Worker(users.url("worker"), "asr", name="perm-asr")
     worker.launch()
@@ -220,8 +233,6 @@ def test_the_bridge_serves_rpc_vad_with_its_user(users: Users, vad_worker: Worke
 
 
 def _soon() -> float:
-    import time
-
     return time.monotonic() + 10
 
 
