@@ -178,6 +178,9 @@ class Settings:
     flower_state_save_interval: int = _from("FLOWER_STATE_SAVE_INTERVAL", 60_000)
     # RabbitMQ's management API: "" derives it from the broker URL; "off" never asks it.
     management_url: str = _from("SPEECH_MANAGEMENT_URL", "")
+    # Passwords `producer permissions --apply` gives the roles' users, role=password pairs
+    # comma-separated (worker=...,producer=...); a role without one gets a generated one.
+    role_passwords: str = _from("SPEECH_ROLE_PASSWORDS", "", secret=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

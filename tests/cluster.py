@@ -74,6 +74,8 @@ class Node:
         self.exec_prefix: list[str] = []
         self.dir = cluster.dir / f"node{index}"
         self.pid_file = self.dir / "rabbit.pid"
+        # the management API's port, when the cluster enables rabbitmq_management
+        self.management_port = port + 10000
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- addresses --------------------------------------------------------------------------
@@ -106,7 +108,7 @@ class Node:
             for n in self.cluster.nodes
         )
         (self.dir / "rabbitmq-env.conf").write_text("")
-        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "enabled_plugins").write_text(f"[{','.join(self.cluster.plugins)}].\n")
         advanced = SHIPPED_ADVANCED.read_text() if self.cluster.size > 1 else "[].\n"
         (self.dir / "advanced.config").write_text(advanced)
         settings = {**shipped_settings(), **self.cluster.settings}
@@ -125,6 +127,11 @@ class Node:
             # guest may connect from other (namespace) hosts: these nodes are test-only
             "loopback_users = none\n"
             + "".join(f"{key} = {value}\n" for key, value in settings.items())
+            + (
+                f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
+                if "rabbitmq_management" in self.cluster.plugins
+                else ""
+            )
             + "cluster_formation.peer_discovery_backend = classic_config\n"
             f"{peers}\n"
         )
@@ -234,8 +241,12 @@ class Cluster:
         tag: str | None = None,
         host: str = "127.0.0.1",
         settings: dict[str, str] | None = None,
+        plugins: tuple[str, ...] = (),
     ) -> None:
+        """`plugins`: RabbitMQ plugins each node enables (rabbitmq_management listens on
+        the node's AMQP port + 10000)."""
         self.size, self.host = size, host
+        self.plugins = plugins
         # overrides of the shipped settings, for experiments only
         self.settings = settings or {}
         self.tag = tag or f"c{size}-{secrets.token_hex(2)}"
@@ -246,7 +257,11 @@ class Cluster:
         """Pick 2*size free ports (AMQP and distribution) at or above `start`."""
         port = start
         for index in range(1, self.size + 1):
-            while not (_port_free(port, self.host) and _port_free(port + 20000)):
+            while not (
+                _port_free(port, self.host)
+                and _port_free(port + 20000)
+                and _port_free(port + 10000)
+            ):
                 port += 1
             self.nodes.append(Node(self, index, port, port + 20000))
             port += 1

@@ -26,7 +26,13 @@ from producer.algorithms.learnt import learnt as registry
 from producer.brokers import MANAGEMENT_PORT
 from producer.client.core import Client
 from producer.client.learning import learn_once
-from producer.errors import BrokerUnavailable, CallTimeout, InvalidInput, SpeechError
+from producer.errors import (
+    BrokerUnavailable,
+    CallTimeout,
+    InvalidInput,
+    SpeechError,
+    access_denied,
+)
 from producer.settings import settings
 
 MANAGEMENT_TIMEOUT = 2.0  # seconds: the extras must never make `status` slow
@@ -139,7 +145,12 @@ def _declare_passive(client: Client, rows: dict[str, QueueStatus]) -> str:
 
 
 def _consumers_by_queue(client: Client) -> dict[str, list[str]]:
-    replies = client.app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues() or {}
+    try:
+        replies = client.app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues() or {}
+    except Exception as exc:
+        if denied := access_denied(exc):  # a broadcast needs the monitoring role's rights
+            raise denied from None
+        raise
     by_queue: dict[str, list[str]] = {}
     for node, queues in replies.items():
         for queue in queues or []:

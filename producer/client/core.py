@@ -35,6 +35,7 @@ from producer.client.links import Nodes, Publisher, PublishLate
 from producer.client.replies import ReplyApp, ReplyBackend, ReplyPathLost
 from producer.client.transcribe import Audio, transcribe
 from producer.errors import (
+    AccessDenied,
     BrokerUnavailable,
     CallTimeout,
     InvalidInput,
@@ -460,6 +461,12 @@ class Client:
                 declare_dead_letters(conn)
                 declare_algorithm_queues(conn, self.algorithms)
 
+            def declared_elsewhere(denied: AccessDenied) -> None:
+                # A least-privilege user (producer.permissions) declares no queue: the
+                # workers and `producer permissions --apply` do, and calls publish to them.
+                log.info("queues not declared here (%s): the workers declare them", denied)
+                self._declared.set()
+
             # A node that is down or hung is left for the next (producer/client/links.py).
             wait = self.app.conf.broker_connection_timeout
             deadline = time.monotonic() + 2 * wait if by is None else by
@@ -467,6 +474,8 @@ class Client:
                 try:
                     self.publisher.run(declare, min(deadline, time.monotonic() + wait))
                     break
+                except AccessDenied as denied:
+                    return declared_elsewhere(denied)
                 except (OSError, AMQPConnectionError, PublishLate) as exc:
                     if time.monotonic() >= deadline:
                         raise BrokerUnavailable(

@@ -39,12 +39,18 @@ from typing import Any
 
 import amqp
 from amqp import spec
-from amqp.exceptions import AMQPError, ConnectionError, MessageNacked
+from amqp.exceptions import AccessRefused, AMQPError, ConnectionError, MessageNacked, NotAllowed
 from kombu.transport import pyamqp
 from kombu.utils.url import parse_url
 
 from producer.brokers import broker_urls, safe_url
-from producer.errors import BrokerBlocked, BrokerUnavailable, SpeechError
+from producer.errors import (
+    AccessDenied,
+    BrokerBlocked,
+    BrokerUnavailable,
+    SpeechError,
+    access_denied,
+)
 
 log = logging.getLogger("speech.links")
 # Idle links kept for reuse, all threads together: more are closed when given back.
@@ -193,16 +199,17 @@ class Link:
             self.conn.drain_events(timeout=0)
 
     def publish(
-        self, message: amqp.Message, routing_key: str, deadline: float, patience: float
-    ) -> None:
-        """Publish on the default exchange and wait for the broker's confirm."""
+        self, message: amqp.Message, routing_key: str, deadline: float, patience: float,
+        exchange: str = "",
+    ) -> None:  # fmt: skip
+        """Publish (on the default exchange unless one is named) and wait for the confirm."""
         self._bound(deadline)
         self.poll()
         if self.blocked is not None:
             raise BrokerBlocked(self.blocked)
         self._sent += 1
         tag = self._sent
-        self.channel._basic_publish(message, exchange="", routing_key=routing_key)
+        self.channel._basic_publish(message, exchange=exchange, routing_key=routing_key)
         self._await(tag, deadline, patience)
         if self._nacked >= tag:
             raise MessageNacked(f"RabbitMQ refused the publish to {routing_key!r}")
@@ -301,19 +308,23 @@ class Publisher:
         nodes.subscribe(self._drop_idle_on)
 
     # --- calls ---------------------------------------------------------------------------
-    def publish(self, message: amqp.Message, routing_key: str, deadline: float) -> None:
+    def publish(
+        self, message: amqp.Message, routing_key: str, deadline: float, exchange: str = ""
+    ) -> None:
         """Publish once confirmed, moving to another node if this one stops answering.
 
-        Raises BrokerBlocked, BrokerUnavailable, PublishLate or MessageNacked."""
+        Raises BrokerBlocked, BrokerUnavailable, PublishLate, MessageNacked or AccessDenied."""
         with self._slot(deadline):
-            self._publish(message, routing_key, deadline)
+            self._publish(message, routing_key, deadline, exchange)
 
-    def _publish(self, message: amqp.Message, routing_key: str, deadline: float) -> None:
+    def _publish(
+        self, message: amqp.Message, routing_key: str, deadline: float, exchange: str
+    ) -> None:
         while True:
             self._check_blocked()
             link = self._take(deadline)
             try:
-                link.publish(message, routing_key, deadline, self.patience)
+                link.publish(message, routing_key, deadline, self.patience, exchange)
             except BrokerBlocked:
                 self._hold_blocked(link)
                 raise
@@ -324,6 +335,9 @@ class Publisher:
             except PublishLate:
                 link.abandon()
                 raise
+            except AccessRefused as exc:  # the user's rights: another node will say the same
+                link.abandon()
+                raise _denied(exc) from None
             except (NodeSilent, OSError, AMQPError) as exc:
                 link.abandon()
                 self.nodes.leave(link.url, exc)
@@ -348,6 +362,9 @@ class Publisher:
             link.abandon()
             self.nodes.leave(link.url, exc)
             raise
+        except AccessRefused as exc:
+            link.abandon()
+            raise _denied(exc) from None
         except BaseException:
             link.abandon()
             raise
@@ -384,6 +401,8 @@ class Publisher:
                 break
             try:
                 return Link(url, deadline, self.connect_timeout, self.ssl)
+            except (AccessRefused, NotAllowed) as exc:  # a login or a vhost refused
+                raise _denied(exc) from None
             except (OSError, AMQPError) as exc:
                 errors.append(f"{safe_url(url)} ({exc})")
                 self.nodes.leave(url, exc, quiet=isinstance(exc, ConnectionRefusedError))
@@ -438,6 +457,12 @@ class Publisher:
             raise BrokerBlocked(reason)
         # its unconfirmed publish will be confirmed now: a fresh link is simpler
         link.abandon()
+
+
+def _denied(exc: BaseException) -> BaseException:
+    """AccessDenied for RabbitMQ's 403 (or a vhost's 530); anything else unchanged."""
+    found: AccessDenied | None = access_denied(exc)
+    return found if found is not None else exc
 
 
 def _left(deadline: float) -> float:

@@ -30,6 +30,8 @@ HTTP_STATUS: dict[str, int] = {
     "Overloaded": 503,
     "CallTimeout": 504,
     "BrokerUnavailable": 503,
+    # the door's own broker user lacks a right: the server's configuration, not the caller's
+    "AccessDenied": 500,
     "RemoteError": 502,
     "SpeechError": 500,
 }

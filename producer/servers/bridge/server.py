@@ -57,7 +57,7 @@ from producer.algorithms.learnt import registry_for
 from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client.core import Client
 from producer.client.learning import Learner
-from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
+from producer.errors import InvalidInput, PayloadTooLarge, SpeechError, access_denied
 from producer.servers import wire
 from producer.servers.bridge.request import (
     MAX_ERROR_CHARS,
@@ -68,6 +68,7 @@ from producer.servers.bridge.request import (
     parse_request,
 )
 from producer.settings import settings
+from producer.topology import BRIDGE_QUEUE_PREFIX
 
 __all__ = ["MAX_ERROR_CHARS", "Bridge", "encode_reply", "parse_request", "run_bridge"]
 
@@ -99,8 +100,7 @@ def pika_parameters(url: str) -> Any:
 
 log = logging.getLogger("speech.bridge")
 REPLY_PROPERTIES = {"content_type": "application/msgpack"}
-# The bridge consumes `rpc.<operation>` on the default exchange.
-QUEUE_PREFIX = "rpc."
+QUEUE_PREFIX = BRIDGE_QUEUE_PREFIX
 # AMQP reply code: while declaring, a queue exists with other arguments; while publishing,
 # the broker refused the message (too large, bad property).
 PRECONDITION_FAILED = 406
@@ -166,6 +166,9 @@ class Bridge:
             except AMQPConnectionError as exc:
                 log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc))
             except AMQPError as exc:
+                if denied := access_denied(exc):  # the user's rights: retrying cannot help
+                    log.error("bridge cannot serve on %s: %s", safe_url(url), denied)
+                    return 1
                 log.warning("AMQP error on %s: %r", safe_url(url), exc)
             if self.stopping.is_set():
                 break
@@ -245,11 +248,15 @@ class Bridge:
 
     def _declare(self, channel: BlockingChannel) -> None:
         dlx, dead = settings().bridge_dlx, settings().bridge_dead_queue
+        step = "Exchange.declare"  # pika's refusals do not say which method was refused
         try:
             channel.exchange_declare(dlx, "fanout", durable=True)
+            step = "Queue.declare"
             channel.queue_declare(dead, durable=True, arguments={**QUORUM, **DEAD_QUEUE_BOUNDS})
+            step = "Queue.bind"
             channel.queue_bind(dead, dlx)
         except ChannelClosedByBroker as exc:
+            exc.method_name = step  # read by producer.errors.access_denied
             if exc.reply_code == PRECONDITION_FAILED:
                 raise _conflict(exc) from exc
             raise
@@ -266,6 +273,7 @@ class Bridge:
                 }
                 channel.queue_declare(queue, durable=True, arguments=arguments)
         except ChannelClosedByBroker as exc:
+            exc.method_name = "Queue.declare"  # read by producer.errors.access_denied
             if exc.reply_code == PRECONDITION_FAILED:
                 raise _conflict(exc) from exc
             raise
