@@ -78,7 +78,8 @@ class Node:
 
     # -- addresses --------------------------------------------------------------------------
     def url(self, vhost: str = "/") -> str:
-        return f"amqp://guest:guest@{self.host}:{self.port}/{quote(vhost, safe='')}"
+        scheme = "amqps" if self.cluster.tls else "amqp"
+        return f"{scheme}://guest:guest@{self.host}:{self.port}/{quote(vhost, safe='')}"
 
     # -- process ----------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -106,7 +107,7 @@ class Node:
             for n in self.cluster.nodes
         )
         (self.dir / "rabbitmq-env.conf").write_text("")
-        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "enabled_plugins").write_text(f"[{','.join(self.cluster.plugins)}].\n")
         advanced = SHIPPED_ADVANCED.read_text() if self.cluster.size > 1 else "[].\n"
         (self.dir / "advanced.config").write_text(advanced)
         settings = {**shipped_settings(), **self.cluster.settings}
@@ -120,8 +121,11 @@ class Node:
             for n in self.cluster.nodes:
                 if n is not self:
                     settings[f"{peer_key}.{n.index}"] = n.name
+        # a TLS node listens with TLS only; its ssl_options come with the cluster's settings
+        tls = self.cluster.tls
+        listener = "listeners.tcp = none\nlisteners.ssl.1" if tls else "listeners.tcp.1"
         (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = {self.host}:{self.port}\n"
+            f"{listener} = {self.host}:{self.port}\n"
             # guest may connect from other (namespace) hosts: these nodes are test-only
             "loopback_users = none\n"
             + "".join(f"{key} = {value}\n" for key, value in settings.items())
@@ -234,10 +238,14 @@ class Cluster:
         tag: str | None = None,
         host: str = "127.0.0.1",
         settings: dict[str, str] | None = None,
+        tls: bool = False,
+        plugins: tuple[str, ...] = (),
     ) -> None:
         self.size, self.host = size, host
-        # overrides of the shipped settings, for experiments only
+        # overrides of the shipped settings, for experiments (and a TLS node's ssl_options)
         self.settings = settings or {}
+        # tls: the AMQP listener speaks TLS only (amqps:// URLs); plugins: enabled at boot
+        self.tls, self.plugins = tls, plugins
         self.tag = tag or f"c{size}-{secrets.token_hex(2)}"
         self.dir = BASE / self.tag
         self.nodes: list[Node] = []

@@ -24,6 +24,7 @@ from kombu import Producer, Queue
 from kombu.exceptions import EncodeError, OperationalError
 
 import producer.celeryconf
+from producer import tls
 from producer.algorithms.arrays import unpack_all
 from producer.algorithms.catalog import Catalog, catalog
 from producer.algorithms.declare import NAME, task_name
@@ -84,12 +85,16 @@ class Client:
         # off a node that hangs (producer/client/links.py); the reply thread follows the same
         # order of nodes and leaves a node the publishers found silent, and vice versa.
         conf = self.app.conf
-        self.nodes = Nodes(conf.broker_write_url or conf.broker_url)
+        urls = conf.broker_write_url or conf.broker_url
+        # TLS follows the URLs this Client uses (an explicit broker_url may differ from
+        # CELERY_BROKER_URL): kombu's connections take the options, the links the context.
+        conf.broker_use_ssl = tls.broker_use_ssl(settings(), urls)
+        self.nodes = Nodes(urls)
         self.publisher = Publisher(
             self.nodes,
             connect_timeout=conf.broker_connection_timeout,
             patience=settings().node_patience,
-            ssl=conf.broker_use_ssl,
+            tls_context=tls.context(settings()) if conf.broker_use_ssl else None,
             max_links=conf.broker_pool_limit or 10,
         )
         self.app.publisher = self.publisher

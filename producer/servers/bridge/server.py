@@ -49,6 +49,7 @@ from pika.exceptions import (
 )
 from pika.spec import Basic, BasicProperties
 
+from producer import tls
 from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client.core import Client
 from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
@@ -88,6 +89,9 @@ def pika_parameters(url: str) -> Any:
         params.connection_attempts = 1
     if "socket_timeout" not in query:
         params.socket_timeout = settings().connect_timeout
+    if tls.uses_tls(url):
+        # the platform's context (peer verified, client certificate): never pika's default
+        params.ssl_options = pika.SSLOptions(tls.context(settings()), tls.server_hostname(url))
     return params
 
 
@@ -155,7 +159,7 @@ class Bridge:
                 log.error("cannot declare the bridge queues on %s: %s", safe_url(url), exc)
                 return 1
             except AMQPConnectionError as exc:
-                log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc))
+                log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc, url))
             except AMQPError as exc:
                 log.warning("AMQP error on %s: %r", safe_url(url), exc)
             if self.stopping.is_set():
@@ -402,11 +406,12 @@ class ReplyConnection:
                 conn.close()
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, url: str = "") -> str:
     """What went wrong, in words: pika wraps a refused connection in two empty-looking errors."""
     cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     cause = getattr(cause, "exception", None) or cause  # pika's connector errors carry it
-    return str(cause) or type(cause).__name__
+    explained = tls.explain(cause, url) if url else None
+    return explained or str(cause) or type(cause).__name__
 
 
 def _threadsafe(conn: pika.BlockingConnection, callback: Any) -> None:

@@ -50,6 +50,7 @@ from producer.servers.gateway.accounting import Accounting, Ledger
 from producer.servers.gateway.middleware import CloseUnreadBodies, HeaderLimits
 from producer.servers.keys import Keys, RateLimit, parse_keys
 from producer.settings import settings
+from producer.tls import gateway_files
 
 log = logging.getLogger("speech.gateway")
 
@@ -190,12 +191,14 @@ def serve(client: Client, args: argparse.Namespace) -> int:
 
     for name in ("speech.gateway", "speech.jobs"):  # uvicorn configures only its own loggers
         _log_to_stderr(logging.getLogger(name))
+    https = gateway_files(settings())  # checked before anything starts
     # the access log is the gateway's own (producer.servers.gateway.accounting): it names
     # the caller's key, which uvicorn's cannot
     app = create_app(client, access_log=args.access_log)
     app.state.jobs.start()  # this process runs jobs from the store (producer.servers.jobs.runner)
     host = args.host or settings().gateway_host
     port = settings().gateway_port if args.port is None else args.port
+    cert, key = https or (None, None)
     uvicorn.run(
         app,
         host=host,
@@ -203,6 +206,8 @@ def serve(client: Client, args: argparse.Namespace) -> int:
         http=GatewayProtocol,
         log_level=args.log_level,
         access_log=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
     app.state.jobs.stop()
     return 0
