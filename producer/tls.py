@@ -129,7 +129,7 @@ def explain(exc: BaseException, url: str) -> str | None:
     if isinstance(exc, ssl.SSLError):
         # TLS 1.3 reports a refused client certificate after the handshake: as the broker's
         # alert, or as the connection's end when the alert was not read before it
-        reason = str(exc.reason or exc)
+        reason = str(getattr(exc, "reason", None) or exc)
         if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError) or "ALERT" in reason:
             return (
                 f"TLS: the broker refused the connection in the handshake ({reason}): it takes"

@@ -24,7 +24,6 @@ from kombu import Producer, Queue
 from kombu.exceptions import EncodeError, OperationalError
 
 import producer.celeryconf
-from producer import tls
 from producer.algorithms.arrays import unpack_all
 from producer.algorithms.catalog import Catalog, catalog
 from producer.algorithms.declare import NAME, task_name
@@ -45,6 +44,7 @@ from producer.errors import (
     SpeechError,
 )
 from producer.settings import settings
+from producer.tls import broker_use_ssl, context
 from producer.topology import algorithm_queue, declare_algorithm_queues, declare_dead_letters
 
 log = logging.getLogger("speech.client")
@@ -88,13 +88,13 @@ class Client:
         urls = conf.broker_write_url or conf.broker_url
         # TLS follows the URLs this Client uses (an explicit broker_url may differ from
         # CELERY_BROKER_URL): kombu's connections take the options, the links the context.
-        conf.broker_use_ssl = tls.broker_use_ssl(settings(), urls)
+        conf.broker_use_ssl = broker_use_ssl(settings(), urls)
         self.nodes = Nodes(urls)
         self.publisher = Publisher(
             self.nodes,
             connect_timeout=conf.broker_connection_timeout,
             patience=settings().node_patience,
-            tls_context=tls.context(settings()) if conf.broker_use_ssl else None,
+            tls_context=context(settings()) if conf.broker_use_ssl else None,
             max_links=conf.broker_pool_limit or 10,
         )
         self.app.publisher = self.publisher

@@ -19,6 +19,9 @@ GET /v1/algorithms answers every algorithm's declaration from the catalog (built
 installed plugins), and the OpenAPI document has a path per operation
 (producer.servers.gateway.openapi): the page and the document follow the catalog, no file edited.
 
+With SPEECH_GATEWAY_TLS_CERT and SPEECH_GATEWAY_TLS_KEY the gateway serves HTTPS (uvicorn's
+TLS), so audio and API keys are never in clear without a proxy in front.
+
 This module assembles the app: the routers (producer.servers.gateway.routes,
 producer.servers.jobs.routes), the error handlers, the middleware that bounds headers and
 closes unread bodies, and the try-it page. Imported only by the `serve` subcommand:
