@@ -223,7 +223,7 @@ def test_a_plain_amqp_url_on_the_tls_port_is_a_clear_broker_error(
 
 
 def test_a_client_certificate_of_another_ca_is_refused_with_a_clear_error(
-    url: str, certs: Certs, tls_settings: None, worker: Worker
+    url: str, certs: Certs, tls_settings: None
 ) -> None:
     other = certs.env(certs.other)
     saved = producer.settings._current
