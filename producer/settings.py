@@ -40,6 +40,12 @@ class Settings:
     heartbeat: float = _from("SPEECH_HEARTBEAT", 5.0)
     # Seconds the Client waits for a node before asking it a question, and for the answer.
     node_patience: float = _from("SPEECH_NODE_PATIENCE", 2.0)
+    # TLS, used when every broker URL is amqps:// (producer/tls.py): the CA file (PEM) the
+    # broker's certificate must chain to (empty: the system's trust store), and a client
+    # certificate and its key (PEM) for brokers that ask for one.
+    tls_ca: str = _from("SPEECH_TLS_CA", "")
+    tls_cert: str = _from("SPEECH_TLS_CERT", "")
+    tls_key: str = _from("SPEECH_TLS_KEY", "")
 
     # --- Workers -----------------------------------------------------------------------------
     # Tasks each pool process reserves beyond the one it runs.
@@ -92,6 +98,9 @@ class Settings:
     # --- HTTP gateway (`python -m producer serve`) ---------------------------------------------
     gateway_host: str = _from("SPEECH_GATEWAY_HOST", "127.0.0.1")
     gateway_port: int = _from("SPEECH_GATEWAY_PORT", 8000)
+    # The gateway serves HTTPS with this certificate (chain, PEM) and key; both or neither.
+    gateway_tls_cert: str = _from("SPEECH_GATEWAY_TLS_CERT", "")
+    gateway_tls_key: str = _from("SPEECH_GATEWAY_TLS_KEY", "")
     # Producer calls block a thread each: this many run at once, later requests wait.
     gateway_threads: int = _from("SPEECH_GATEWAY_THREADS", 32)
     # Bytes of request bodies the gateway holds at once, all uploads together; past it, new

@@ -80,7 +80,8 @@ class Node:
 
     # -- addresses --------------------------------------------------------------------------
     def url(self, vhost: str = "/") -> str:
-        return f"amqp://guest:guest@{self.host}:{self.port}/{quote(vhost, safe='')}"
+        scheme = "amqps" if self.cluster.tls else "amqp"
+        return f"{scheme}://guest:guest@{self.host}:{self.port}/{quote(vhost, safe='')}"
 
     # -- process ----------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -122,8 +123,11 @@ class Node:
             for n in self.cluster.nodes:
                 if n is not self:
                     settings[f"{peer_key}.{n.index}"] = n.name
+        # a TLS node listens with TLS only; its ssl_options come with the cluster's settings
+        tls = self.cluster.tls
+        listener = "listeners.tcp = none\nlisteners.ssl.1" if tls else "listeners.tcp.1"
         (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = {self.host}:{self.port}\n"
+            f"{listener} = {self.host}:{self.port}\n"
             # guest may connect from other (namespace) hosts: these nodes are test-only
             "loopback_users = none\n"
             + "".join(f"{key} = {value}\n" for key, value in settings.items())
@@ -241,14 +245,16 @@ class Cluster:
         tag: str | None = None,
         host: str = "127.0.0.1",
         settings: dict[str, str] | None = None,
+        tls: bool = False,
         plugins: tuple[str, ...] = (),
     ) -> None:
         """`plugins`: RabbitMQ plugins each node enables (rabbitmq_management listens on
         the node's AMQP port + 10000)."""
         self.size, self.host = size, host
-        self.plugins = plugins
-        # overrides of the shipped settings, for experiments only
+        # overrides of the shipped settings, for experiments (and a TLS node's ssl_options)
         self.settings = settings or {}
+        # tls: the AMQP listener speaks TLS only (amqps:// URLs); plugins: enabled at boot
+        self.tls, self.plugins = tls, plugins
         self.tag = tag or f"c{size}-{secrets.token_hex(2)}"
         self.dir = BASE / self.tag
         self.nodes: list[Node] = []

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from producer import brokers
+from producer import brokers, tls
 from producer.algorithms.learnt import learnt as registry
-from producer.brokers import MANAGEMENT_PORT
+from producer.brokers import MANAGEMENT_PORT, MANAGEMENT_TLS_PORT
 from producer.client.core import Client
 from producer.client.learning import learn_once
 from producer.errors import (
@@ -187,7 +187,9 @@ def _redact(url: str) -> str:
 
 def _add_management(url: str, vhost: str, rows: dict[str, QueueStatus]) -> None:
     parts = urllib.parse.urlsplit(url)
-    api = f"{parts.scheme}://{parts.hostname}:{parts.port or MANAGEMENT_PORT}{parts.path}"
+    https = parts.scheme.lower() == "https"
+    port = parts.port or (MANAGEMENT_TLS_PORT if https else MANAGEMENT_PORT)
+    api = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
     request = urllib.request.Request(
         f"{api}/api/queues/{urllib.parse.quote(vhost, safe='')}"
         "?columns=name,messages_unacknowledged,message_stats"
@@ -195,7 +197,9 @@ def _add_management(url: str, vhost: str, rows: dict[str, QueueStatus]) -> None:
     credentials = f"{urllib.parse.unquote(parts.username or '')}:"
     credentials += urllib.parse.unquote(parts.password or "")
     request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
-    with urllib.request.urlopen(request, timeout=MANAGEMENT_TIMEOUT) as response:
+    # HTTPS with the broker's TLS settings: its CA, and the client certificate if it asks
+    context = tls.context(settings()) if https else None
+    with urllib.request.urlopen(request, timeout=MANAGEMENT_TIMEOUT, context=context) as response:
         listed = json.load(response)
     for queue in listed:
         row = rows.get(queue.get("name"))

@@ -46,6 +46,7 @@ from producer.errors import (
     SpeechError,
 )
 from producer.settings import settings
+from producer.tls import broker_use_ssl, context
 from producer.topology import algorithm_queue, declare_algorithm_queues, declare_dead_letters
 
 log = logging.getLogger("speech.client")
@@ -86,12 +87,16 @@ class Client:
         # off a node that hangs (producer/client/links.py); the reply thread follows the same
         # order of nodes and leaves a node the publishers found silent, and vice versa.
         conf = self.app.conf
-        self.nodes = Nodes(conf.broker_write_url or conf.broker_url)
+        urls = conf.broker_write_url or conf.broker_url
+        # TLS follows the URLs this Client uses (an explicit broker_url may differ from
+        # CELERY_BROKER_URL): kombu's connections take the options, the links the context.
+        conf.broker_use_ssl = broker_use_ssl(settings(), urls)
+        self.nodes = Nodes(urls)
         self.publisher = Publisher(
             self.nodes,
             connect_timeout=conf.broker_connection_timeout,
             patience=settings().node_patience,
-            ssl=conf.broker_use_ssl,
+            tls_context=context(settings()) if conf.broker_use_ssl else None,
             max_links=conf.broker_pool_limit or 10,
         )
         self.app.publisher = self.publisher

@@ -20,8 +20,13 @@ DIRECT = "amq.rabbitmq.reply-to"
 class RpcClient:
     """What any RabbitMQ backend writes: publish with reply_to + correlation_id, wait."""
 
-    def __init__(self, url: str, reply_to: str = DIRECT) -> None:
-        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+    def __init__(
+        self, url: str, reply_to: str = DIRECT, ssl_options: pika.SSLOptions | None = None
+    ) -> None:
+        params = pika.URLParameters(url)
+        if ssl_options is not None:  # amqps:// with a CA and client certificate of the test's
+            params.ssl_options = ssl_options
+        self.connection = pika.BlockingConnection(params)
         self.channel = self.connection.channel()
         if reply_to != DIRECT:  # a classic exclusive reply queue named by the broker
             reply_to = self.channel.queue_declare("", exclusive=True).method.queue

@@ -53,6 +53,7 @@ from pika.exceptions import (
 )
 from pika.spec import Basic, BasicProperties
 
+from producer import tls
 from producer.algorithms.learnt import registry_for
 from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client.core import Client
@@ -95,6 +96,9 @@ def pika_parameters(url: str) -> Any:
         params.connection_attempts = 1
     if "socket_timeout" not in query:
         params.socket_timeout = settings().connect_timeout
+    if tls.uses_tls(url):
+        # the platform's context (peer verified, client certificate): never pika's default
+        params.ssl_options = pika.SSLOptions(tls.context(settings()), tls.server_hostname(url))
     return params
 
 
@@ -164,7 +168,7 @@ class Bridge:
                 log.error("cannot declare the bridge queues on %s: %s", safe_url(url), exc)
                 return 1
             except AMQPConnectionError as exc:
-                log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc))
+                log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc, url))
             except AMQPError as exc:
                 if denied := access_denied(exc):  # the user's rights: retrying cannot help
                     log.error("bridge cannot serve on %s: %s", safe_url(url), denied)
@@ -451,11 +455,12 @@ def _conflict(exc: ChannelClosedByBroker) -> QueuesConflict:
     )
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, url: str = "") -> str:
     """What went wrong, in words: pika wraps a refused connection in two empty-looking errors."""
     cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     cause = getattr(cause, "exception", None) or cause  # pika's connector errors carry it
-    return str(cause) or type(cause).__name__
+    explained = tls.explain(cause, url) if url else None
+    return explained or str(cause) or type(cause).__name__
 
 
 def _threadsafe(conn: pika.BlockingConnection, callback: Any) -> None:

@@ -19,6 +19,9 @@ GET /v1/algorithms answers every algorithm's declaration from the catalog (built
 installed plugins), and the OpenAPI document has a path per operation
 (producer.servers.gateway.openapi): the page and the document follow the catalog, no file edited.
 
+With SPEECH_GATEWAY_TLS_CERT and SPEECH_GATEWAY_TLS_KEY the gateway serves HTTPS (uvicorn's
+TLS), so audio and API keys are never in clear without a proxy in front.
+
 This module assembles the app: the routers (producer.servers.gateway.routes,
 producer.servers.jobs.routes), the error handlers, the middleware that bounds headers and
 closes unread bodies, and the try-it page. Imported only by the `serve` subcommand:
@@ -52,6 +55,7 @@ from producer.servers.gateway.accounting import Accounting, Ledger
 from producer.servers.gateway.middleware import CloseUnreadBodies, HeaderLimits
 from producer.servers.keys import Keys, RateLimit, parse_keys
 from producer.settings import settings
+from producer.tls import gateway_files
 
 log = logging.getLogger("speech.gateway")
 
@@ -194,6 +198,7 @@ def serve(client: Client, args: argparse.Namespace) -> int:
     # uvicorn configures only its own loggers
     for name in ("speech.gateway", "speech.jobs", "speech.learn"):
         _log_to_stderr(logging.getLogger(name))
+    https = gateway_files(settings())  # checked before anything starts
     # the access log is the gateway's own (producer.servers.gateway.accounting): it names
     # the caller's key, which uvicorn's cannot
     app = create_app(client, access_log=args.access_log)
@@ -201,6 +206,7 @@ def serve(client: Client, args: argparse.Namespace) -> int:
     learner = Learner(client, app.state.door.learnt).start()  # every SPEECH_LEARN_SECONDS
     host = args.host or settings().gateway_host
     port = settings().gateway_port if args.port is None else args.port
+    cert, key = https or (None, None)
     uvicorn.run(
         app,
         host=host,
@@ -208,6 +214,8 @@ def serve(client: Client, args: argparse.Namespace) -> int:
         http=GatewayProtocol,
         log_level=args.log_level,
         access_log=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
     learner.stop()
     app.state.jobs.stop()
