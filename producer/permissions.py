@@ -48,7 +48,7 @@ class Names:
     dead_letter: str  # the dead-letter exchange and queue (one name for both)
     algorithms: tuple[str, ...]  # one queue each
     reply_prefix: str  # the Clients' reply queues: prefix + uuid
-    bridge_queues: tuple[str, ...]  # rpc.<operation>
+    bridge_prefix: str  # every bridge queue is the prefix + an operation (rpc.asr)
     bridge_dlx: str
     bridge_dead: str
     control_exchange: str = "celery"  # Celery's control_exchange setting
@@ -172,27 +172,50 @@ def _caller(names: Names, role: str, user: str) -> Rule:
     what = {"producer": "producer.Client, python -m producer ...",
             "gateway": "python -m producer serve (and its jobs)"}[role]  # fmt: skip
     reply = _reply_queue(names)
+    # the gateway asks the workers which algorithms they serve (a control broadcast);
+    # a producer does not (without it, a Client cannot send workers control commands)
+    learn = _learning(names) if role == "gateway" else Learning()
     return Rule(
         role, user, what,
-        configure=pattern((names.event_exchange,), (reply,)),
-        write=pattern((names.exchange, names.event_exchange)),
-        read=pattern((), (reply,)),
+        configure=pattern((names.event_exchange, *learn.names), (reply, *learn.regexes)),
+        write=pattern((names.exchange, names.event_exchange, *learn.names[:1]), learn.regexes),
+        read=pattern(learn.names[1:], (reply, *learn.regexes)),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Learning:
+    """What a door needs to ask the workers for their declarations (a broadcast on the
+    control exchange, answers on a reply queue of its own)."""
+
+    names: tuple[str, ...] = ()  # the control exchange, then the replies' exchange
+    regexes: tuple[str, ...] = ()  # the reply queue
+
+
+def _learning(names: Names) -> Learning:
+    return Learning((names.pidbox, names.reply_pidbox), (_celery_queues(names)["replies"],))
 
 
 def _bridge(names: Names, user: str) -> Rule:
     reply = _reply_queue(names)
-    queues = (*names.bridge_queues, names.bridge_dead)
+    learn = _learning(names)
+    # every rpc.<operation> queue, those of algorithms learnt from workers included
+    rpc = rf"{re.escape(names.bridge_prefix)}.+"
     return Rule(
         "bridge", user, "python -m producer bridge",
-        configure=pattern((names.event_exchange, *queues, names.bridge_dlx), (reply,)),
-        # requests (as a Client), events, the dead queue's binding, replies to its callers
-        # and the dead-letter exchange its queues name (RabbitMQ checks it at their declare)
+        configure=pattern(
+            (names.event_exchange, names.bridge_dead, names.bridge_dlx, *learn.names),
+            (rpc, reply, *learn.regexes),
+        ),
+        # requests (as a Client), events, the dead queue's binding, replies to its callers,
+        # the dead-letter exchange its queues name (RabbitMQ checks it at their declare)
+        # and the workers' declarations asked for
         write=pattern(
             (names.exchange, names.event_exchange, names.bridge_dead, names.bridge_dlx,
-             DEFAULT_EXCHANGE)
+             DEFAULT_EXCHANGE, names.pidbox),
+            learn.regexes,
         ),
-        read=pattern((*names.bridge_queues, names.bridge_dlx), (reply,)),
+        read=pattern((names.bridge_dlx, names.reply_pidbox), (rpc, reply, *learn.regexes)),
     )  # fmt: skip
 
 

@@ -53,13 +53,12 @@ def names() -> Names:
     from celery.app.defaults import DEFAULTS
 
     s, known = settings(), catalog()
-    operations = [*known.operations, "transcribe"]  # the bridge's queues (its wire.operations)
     return Names(
         exchange=s.exchange,
         dead_letter=s.dead_letter,
         algorithms=known.names,
         reply_prefix=REPLY_QUEUE_PREFIX,
-        bridge_queues=tuple(f"{BRIDGE_QUEUE_PREFIX}{op}" for op in operations),
+        bridge_prefix=BRIDGE_QUEUE_PREFIX,
         bridge_dlx=s.bridge_dlx,
         bridge_dead=s.bridge_dead_queue,
         control_exchange=DEFAULTS["control_exchange"],

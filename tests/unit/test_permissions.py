@@ -37,6 +37,23 @@ def test_callers_publish_to_the_exchange_and_read_only_their_reply_queues() -> N
     assert found["monitoring"].tags == "management"
 
 
+def test_the_doors_that_learn_may_ask_the_workers_and_a_producer_may_not() -> None:
+    found = {r.role: r for r in rules(names())}
+    # the gateway and the bridge broadcast the question and read the answers on their own
+    # reply queue; the bridge serves the rpc queue of any operation, learnt ones included
+    for role in ("gateway", "bridge"):
+        rule = found[role]
+        assert _matches(rule.write, "celery.pidbox")
+        assert _matches(rule.configure, "0d1f.reply.celery.pidbox")
+        assert _matches(rule.read, "reply.celery.pidbox")
+    assert _matches(found["bridge"].read, "rpc.echo") and _matches(
+        found["bridge"].configure, "rpc.echo"
+    )
+    assert not _matches(found["gateway"].read, "rpc.echo")
+    # a producer sends no control command
+    assert not _matches(found["producer"].write, "celery.pidbox")
+
+
 def test_unknown_roles_and_algorithms_are_refused() -> None:
     with pytest.raises(InvalidInput, match="unknown algorithm"):
         rules(names(), ["worker"], ["nope"])
