@@ -8,7 +8,6 @@ for recordings and jobs. Every check comes before the body is read, in the same 
 for every route: the announced length, the Content-Type, the options in the query.
 """
 
-import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from fastapi.security import APIKeyHeader
 from producer.algorithms.catalog import Catalog
 from producer.algorithms.learnt import Learnt
 from producer.algorithms.options import check_timeout
-from producer.errors import InvalidAudio, TooManyRequests
+from producer.errors import InvalidAudio
 from producer.servers.forms import MULTIPART_SLACK, UploadBudget, too_large
 from producer.servers.keys import Keys, RateLimit
 
@@ -96,12 +95,7 @@ def authorized(
     if state.rate_limit is not None:
         wait = state.rate_limit.take(state.caller(request))
         if wait:
-            refused = TooManyRequests(
-                f"more than {state.rate_limit.rate:g} requests a second"
-                f" (bursts of {state.rate_limit.burst}): SPEECH_RATE_LIMIT"
-            )
-            refused.retry_after = max(1, math.ceil(wait))  # type: ignore[attr-defined]
-            raise refused
+            raise state.rate_limit.refusal(wait)
 
 
 class Reader(Protocol[T_co]):

@@ -199,6 +199,31 @@ def test_a_call_nobody_serves_answers_call_timeout_and_is_acked(own_vhost: Vhost
         server.stop()
 
 
+def test_each_broker_user_is_held_to_its_own_rate(own_vhost: Vhost) -> None:
+    # Given a bridge holding each caller to one request per 5 s, in bursts of two
+    env = {"SPEECH_RATE_LIMIT": "0.2", "SPEECH_RATE_BURST": "2"}
+    server = Bridge(own_vhost.url, concurrency=2, env=env).start()
+    client = RpcClient(own_vhost.url)
+    request = msgpack.packb({"audio": FOX, "timeout": 1})  # nobody serves asr: CallTimeout
+    try:
+        # When the caller names its RabbitMQ user (the broker checks user_id) three times
+        as_guest = [client.send(request, user_id="guest") for _ in range(3)]
+        replies = client.wait(*as_guest, timeout=30)
+        # Then two go through and the third is refused, told when to come back
+        assert [r["error"]["type"] for r in replies] == [
+            "CallTimeout", "CallTimeout", "TooManyRequests",
+        ], replies  # fmt: skip
+        assert "SPEECH_RATE_LIMIT" in replies[2]["error"]["message"]
+        # And a caller without a user name has a rate of its own
+        (anonymous,) = client.wait(client.send(request), timeout=30)
+        assert anonymous["error"]["type"] == "CallTimeout", anonymous
+        # And the bridge's log names the user held back
+        wait_for(lambda: "from user:guest refused: " in server.log(), 10, "the refusal line")
+    finally:
+        client.close()
+        server.stop()
+
+
 def test_node_amqplib_client(bridge: Bridge, broker_url: str) -> None:
     # A non-Python backend: Node.js with the npm amqplib package and direct reply-to.
     done = subprocess.run(

@@ -68,6 +68,7 @@ from producer.servers.bridge.request import (
     encode_reply,
     parse_request,
 )
+from producer.servers.keys import RateLimit
 from producer.settings import settings
 from producer.topology import BRIDGE_QUEUE_PREFIX
 
@@ -139,6 +140,9 @@ class Bridge:
         self.client = client
         self.concurrency = max(1, concurrency)
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="bridge-call")
+        # each caller (its RabbitMQ user) held to SPEECH_RATE_LIMIT, as the gateway's keys are
+        rate, burst = settings().rate_limit, settings().rate_burst
+        self.rate_limit = RateLimit(rate, burst) if rate > 0 else None
         # One queue per operation: rpc.asr, rpc.speaker.verify, and those of algorithms
         # learnt from their workers (producer.algorithms.learnt) as they are learnt.
         self.learnt = registry_for(client.catalog)
@@ -307,20 +311,29 @@ class Bridge:
             log.warning("request on %s dead-lettered unrun: %s", method.routing_key, exc)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
+        caller = caller_of(props)
         try:
             request = parse_request(body, operation)
         except InvalidInput as exc:
+            log.warning(
+                "%s request from %s refused: %s: %s", operation, caller, type(exc).__name__, exc
+            )
             self._answer(channel, method, props, encode_reply(exc))
+            return
+        if self.rate_limit is not None and (wait := self.rate_limit.take(caller)):
+            refused = self.rate_limit.refusal(wait)
+            log.warning("%s request from %s refused: %s", operation, caller, refused)
+            self._answer(channel, method, props, encode_reply(refused))
             return
         self.in_flight += 1
         conn = self.connection
         assert conn is not None
-        future = self.pool.submit(self._call, request)
+        future = self.pool.submit(self._call, request, caller)
         future.add_done_callback(
             lambda f: _threadsafe(conn, partial(self._finish, channel, method, props, f))
         )
 
-    def _call(self, request: Request) -> bytes:
+    def _call(self, request: Request, caller: str) -> bytes:
         operation = request.operation
         try:
             outcome = wire.invoke(
@@ -329,7 +342,9 @@ class Bridge:
             return encode_reply(outcome)
         except SpeechError as exc:
             if isinstance(exc, InvalidInput):  # the caller's mistake: one line, no traceback
-                log.warning("%s request refused: %s: %s", operation, type(exc).__name__, exc)
+                log.warning(
+                    "%s request from %s refused: %s: %s", operation, caller, type(exc).__name__, exc
+                )
             return encode_reply(exc)
         except Exception as exc:  # a bug must still answer the caller, not strand it
             log.exception("unexpected error running %s", operation)
@@ -444,6 +459,12 @@ class ReplyConnection:
         if conn is not None and conn.is_open:
             with contextlib.suppress(AMQPError):
                 conn.close()
+
+
+def caller_of(props: BasicProperties) -> str:
+    """Who sent a request: its RabbitMQ user, from the `user_id` property the broker checks
+    against the connection's user (a request without it is "anonymous")."""
+    return f"user:{props.user_id}" if props.user_id else "anonymous"
 
 
 def _conflict(exc: ChannelClosedByBroker) -> QueuesConflict:
