@@ -209,12 +209,17 @@ def test_flower_runs_with_the_monitoring_user(
     assert "ACCESS_REFUSED" not in flower.log(), flower.log()
 
 
-def test_the_gateway_serves_http_with_its_user(users: Users, vad_worker: Worker) -> None:
-    gateway = Gateway(users.url("gateway")).start()
+def _gateway_vad(broker_url: str) -> httpx.Response:
+    """A vad call through a gateway whose broker user is `broker_url`'s."""
+    gateway = Gateway(broker_url).start()
     try:
-        answer = httpx.post(f"{gateway.url}/v1/vad", content=FOX, timeout=60)
+        return httpx.post(f"{gateway.url}/v1/vad", content=FOX, timeout=60)
     finally:
         gateway.stop()
+
+
+def test_the_gateway_serves_http_with_its_user(users: Users, vad_worker: Worker) -> None:
+    answer = _gateway_vad(users.url("gateway"))
     assert answer.status_code == 200, answer.text
     assert answer.json()["result"]["segments"]
 
@@ -268,11 +273,7 @@ def test_the_command_line_says_what_is_refused_in_one_line(
 def test_the_gateway_answers_500_access_denied_when_its_user_lacks_a_right(
     users: Users, vad_worker: Worker
 ) -> None:
-    gateway = Gateway(users.url("monitoring")).start()
-    try:
-        answer = httpx.post(f"{gateway.url}/v1/vad", content=FOX, timeout=60)
-    finally:
-        gateway.stop()
+    answer = _gateway_vad(users.url("monitoring"))
     assert answer.status_code == 500, answer.text
     error = answer.json()["error"]
     assert error["type"] == "AccessDenied"
