@@ -75,7 +75,7 @@ def bridge() -> str | None:
         return "the bridge holds no connection to the broker"
     import pika
 
-    from producer.servers.bridge.server import pika_parameters
+    from producer.servers.bridge.links import pika_parameters
 
     errors = []
     for url in broker_urls(settings().broker_url):

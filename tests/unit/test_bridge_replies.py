@@ -9,10 +9,10 @@ from pika.spec import Basic, BasicProperties
 
 from producer import Client
 from producer.errors import InvalidInput
+from producer.servers.bridge.links import ReplyConnection
 from producer.servers.bridge.server import (
     MAX_ERROR_CHARS,
     Bridge,
-    ReplyConnection,
     encode_reply,
     parse_request,
 )

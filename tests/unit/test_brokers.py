@@ -6,7 +6,7 @@ import pytest
 
 import producer.settings
 from producer.brokers import broker_urls, management_url, safe_url, virtual_host
-from producer.servers.bridge.server import pika_parameters
+from producer.servers.bridge.links import pika_parameters
 
 H1 = "amqp://guest:guest@h1:5672/v"
 H2 = "amqp://guest:guest@h2:5673/v"
