@@ -15,6 +15,7 @@ from tests.helpers import REPO
 COMPOSE = REPO / "docker" / "docker-compose.yml"
 CLUSTER = REPO / "docker" / "docker-compose.cluster.yml"
 PLUGINS = REPO / "docker" / "docker-compose.plugins.yml"
+GPU = REPO / "docker" / "docker-compose.gpu.yml"
 CLUSTER_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
 ENV_EXAMPLE = REPO / "docker" / ".env.example"
 INFRA = {"rabbitmq", "flower", "gateway", "bridge", "postgres"}
@@ -26,7 +27,10 @@ BUILTIN_QUEUES = tuple(a.name for a in BUILTINS)
 
 def _config(env_file: Path, *overrides: Path) -> subprocess.CompletedProcess[str]:
     # Only the env file may provide the deployment's variables.
-    prefixes = ("RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_", "SPEECH_", "POSTGRES_", "BASE_IMAGE")
+    prefixes = (
+        "RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_", "SPEECH_", "POSTGRES_", "BASE_IMAGE",
+        "GPU_BASE_IMAGE",
+    )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     files = [arg for path in (COMPOSE, *overrides) for arg in ("-f", str(path))]
     return subprocess.run(
@@ -377,3 +381,39 @@ def test_make_up_makes_an_env_file_with_fresh_secrets_and_free_ports(tmp_path: P
             assert probe.connect_ex(("127.0.0.1", port)) != 0 or port != int(example[key]), key
     assert _config(tmp_path / "a.env").returncode == 0
     assert (tmp_path / "a.env").stat().st_mode & 0o077 == 0  # secrets: the owner's only
+
+
+def test_whisper_on_a_gpu_is_one_single_process_batched_worker_per_card(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    # Without a CUDA base image named, the GPU override refuses to build, saying what to set
+    refused = _config(ENV_EXAMPLE, GPU)
+    assert refused.returncode != 0 and "set GPU_BASE_IMAGE in docker/.env" in refused.stderr
+    # Given one in the env file
+    env = tmp_path / "gpu.env"
+    env.write_text(ENV_EXAMPLE.read_text() + "\nGPU_BASE_IMAGE=registry.example/cuda12-py311\n")
+    services = _load(env, GPU)["services"]
+    # Then the deployment's own services are untouched, and whisper-gpu is added
+    assert set(services) == set(config["services"]) | {"whisper-gpu"}
+    gpu, cpu = services["whisper-gpu"], services["whisper"]
+    command = gpu["command"]
+    assert command[:4] == ["celery", "-A", "tasks", "worker"]
+    assert _option(command, "-Q") == "whisper" and _option(command, "-c") == "1"
+    assert _option(command, "-n") == "whisper@%h" and gpu["environment"]["QUEUE"] == "whisper"
+    # It reserves one card, which it sees as its device 0, and runs whisper on CUDA
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert device["device_ids"] == ["0"]
+    environment = gpu["environment"]
+    assert environment["CUDA_VISIBLE_DEVICES"] == "0"
+    assert environment["SPEECH_WHISPER_DEVICE"] == "cuda"
+    assert environment["SPEECH_WHISPER_BATCH"] == "auto"  # batched, as on CUDA by default
+    # on the worker image built from the CUDA base, with the built-in workers' broker,
+    # health check and restart policy
+    assert gpu["build"]["target"] == "worker"
+    assert gpu["build"]["args"]["BASE_IMAGE"] == "registry.example/cuda12-py311"
+    assert gpu["image"] != cpu["image"] and gpu["image"].startswith("speech-platform-gpu:")
+    assert environment["CELERY_BROKER_URL"] == cpu["environment"]["CELERY_BROKER_URL"]
+    assert gpu["healthcheck"]["test"] == cpu["healthcheck"]["test"]
+    assert gpu["depends_on"] == cpu["depends_on"] and gpu["restart"] == "unless-stopped"
+    assert "container_name" not in gpu and "ports" not in gpu
