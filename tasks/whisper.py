@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 
 from producer.algorithms.catalog import catalog
 from producer.errors import InvalidAudio
@@ -143,6 +144,8 @@ def transcribe_batch(requests: Sequence[Request]) -> list[Any]:
         clips = [requests[i][0][0] for i in members]
         try:
             made = _one_pass(clips, language, task, beam_size, prompt)
+        except SoftTimeLimitExceeded:
+            raise  # the batch is out of time: tasks/batch.py fails every request with it
         except Exception as exc:  # the whole pass failed: each request fails with it
             made = [exc] * len(members)
         for i, segments in zip(members, made, strict=True):
@@ -157,6 +160,8 @@ def transcribe_batch(requests: Sequence[Request]) -> list[Any]:
 def _alone(samples: np.ndarray, options: dict[str, Any]) -> Any:
     try:
         return transcribe(samples, **options)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as exc:  # fails alone
         return exc
 
