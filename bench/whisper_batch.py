@@ -8,8 +8,9 @@ transcribe, what an unbatched worker runs) and in batches of up to 16 (or
 SPEECH_BATCH_SIZE) with tasks.whisper:transcribe_batch, what a batched worker's process
 runs for requests that arrive together; the two in alternating order. The model is
 loaded and warmed first, with the threads and compute type its worker would use.
-Reported: the median of the rounds as requests/s and real-time factor (seconds of
-compute per second of audio) for each, the batched figures as ratios against the
+Reported: the median of the rounds as requests/s and real-time factor (wall seconds
+per second of audio) for each, with the process's CPU seconds per second of audio (on
+a GPU it leaves out the card's time), the batched figures as ratios against the
 unbatched ones of the same run, and whether every text came out the same.
 No broker, no worker: the model's own cost.
 """
@@ -62,11 +63,13 @@ def run(rounds: int, copies: int, device: str) -> dict[str, Any]:
     }
     texts = {side: [a["text"] for a in call()] for side, call in sides.items()}  # warm both
     times: dict[str, list[float]] = {side: [] for side in sides}
+    cpu: dict[str, list[float]] = {side: [] for side in sides}
     for i in range(rounds):
         for side in list(sides)[:: 1 if i % 2 == 0 else -1]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             sides[side]()
             times[side].append(time.perf_counter() - start)
+            cpu[side].append(time.process_time() - start_cpu)
     median = {side: statistics.median(t) for side, t in times.items()}
     return {
         "device": device,
@@ -79,6 +82,7 @@ def run(rounds: int, copies: int, device: str) -> dict[str, Any]:
         "times": times,
         "requests_s": {side: len(clips) / m for side, m in median.items()},
         "rtf": {side: m / seconds for side, m in median.items()},
+        "cpu_rtf": {side: statistics.median(t) / seconds for side, t in cpu.items()},
         "same_text": texts["batched"] == texts["unbatched"],
     }
 
@@ -90,12 +94,12 @@ def report(r: dict[str, Any]) -> None:
         f" {r['audio_s']:.1f} s of audio,"
         f" median of {r['rounds']} rounds"
     )
-    print("| | requests/s | RTF | vs unbatched |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| | requests/s | RTF | requests/s vs unbatched | CPU s per audio s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     base = r["requests_s"]["unbatched"]
     for side in ("unbatched", "batched"):
-        rate, rtf = r["requests_s"][side], r["rtf"][side]
-        print(f"| {side} | {rate:.2f} | {rtf:.3f} | {rate / base:.2f}x |")
+        rate, rtf, cpu = r["requests_s"][side], r["rtf"][side], r["cpu_rtf"][side]
+        print(f"| {side} | {rate:.2f} | {rtf:.3f} | {rate / base:.2f}x | {cpu:.3f} |")
     print(f"same text for every request: {'yes' if r['same_text'] else 'NO'}")
     for side, t in r["times"].items():
         print(f"  {side} rounds (s): {', '.join(f'{x:.2f}' for x in t)}")
