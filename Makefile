@@ -113,7 +113,7 @@ bench-algorithms: broker
 	$(PY) -m bench.algorithms
 
 # whisper batched against unbatched in one process, on the device present (CUDA if
-# CTranslate2 sees a GPU): requests/s and real-time factor, median of 5 rounds.
+# nvidia-smi lists a GPU): requests/s and real-time factor, median of 5 rounds.
 .PHONY: bench-whisper
 bench-whisper: install
 	$(PY) -m bench.whisper_batch --rounds 5

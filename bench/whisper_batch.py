@@ -16,7 +16,9 @@ No broker, no worker: the model's own cost.
 """
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import time
 from dataclasses import replace
 from typing import Any
@@ -27,10 +29,11 @@ from tests.helpers import DATA, TRANSCRIPTS
 
 
 def present_device() -> str:
-    """ "cuda" when CTranslate2 sees a GPU, else "cpu"."""
-    import ctranslate2
-
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    """ "cuda" when the NVIDIA driver lists a GPU (`nvidia-smi -L`), else "cpu"."""
+    if not shutil.which("nvidia-smi"):
+        return "cpu"
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    return "cuda" if listed.returncode == 0 and "GPU" in listed.stdout else "cpu"
 
 
 def run(rounds: int, copies: int, device: str) -> dict[str, Any]:
