@@ -9,6 +9,10 @@ Flower has no authentication by default. This file makes it refuse to start with
 credentials (FLOWER_BASIC_AUTH, `--basic-auth` or OAuth `--auth`) unless
 SPEECH_FLOWER_LOCAL_TRIAL=1 says the instance is a local trial.
 
+TLS to the broker (amqps:// URLs, SPEECH_TLS_*) comes with the Celery app's settings
+(`broker_use_ssl`, producer/celeryconf.py), which Flower's own connection uses. Its Broker
+page reads the management API through tornado with the system's trust store only.
+
 CELERY_BROKER_URL may list several broker nodes (`;`): Flower's events fail over along the
 list like any Celery client; its Broker page asks the management API on the first node,
 or SPEECH_MANAGEMENT_URL when set.

@@ -12,6 +12,7 @@ Workers are checked by `celery inspect ping` of their own node (docker-compose.y
 """
 
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -26,11 +27,17 @@ TIMEOUT = 5.0
 
 def gateway() -> str | None:
     port, key = settings().gateway_port, settings().api_key
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/health")
+    https = bool(settings().gateway_tls_cert.strip())
+    request = urllib.request.Request(f"{'https' if https else 'http'}://127.0.0.1:{port}/v1/health")
     if key:
         request.add_header("X-API-Key", key)
+    # Whether this container's own process answers, over loopback: its certificate names
+    # the gateway's public host, not 127.0.0.1, so it is not checked here.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if https else None
+    if context is not None:
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
+        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as answer:
             body = answer.read()
     except urllib.error.HTTPError as exc:
         if exc.code != 503:
@@ -44,7 +51,8 @@ def gateway() -> str | None:
 
 def _broker_ports() -> set[int]:
     urls = broker_urls(settings().broker_url)
-    return {urllib.parse.urlsplit(url).port or 5672 for url in urls}
+    parts = [urllib.parse.urlsplit(url) for url in urls]
+    return {p.port or (5671 if p.scheme == "amqps" else 5672) for p in parts}
 
 
 def _established_ports() -> set[int]:

@@ -8,6 +8,7 @@ loaded when first named, so that workers and plugins importing the declarations
 import typing as _typing
 
 from producer.errors import (
+    AccessDenied,
     BrokerBlocked,
     BrokerUnavailable,
     CallTimeout,
@@ -39,6 +40,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AccessDenied",
     "BrokerBlocked",
     "BrokerUnavailable",
     "CallTimeout",

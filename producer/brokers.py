@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import Iterable
 
 MANAGEMENT_PORT = 15672  # RabbitMQ's management plugin default
+MANAGEMENT_TLS_PORT = 15671  # the same over HTTPS, for brokers reached with amqps://
 
 
 def broker_urls(url_or_list: str | Iterable[str]) -> list[str]:
@@ -37,11 +38,14 @@ def safe_url(url: str) -> str:
 
 
 def management_url(url: str) -> str:
-    """RabbitMQ's management API base URL on the node of `url`, with its credentials."""
+    """RabbitMQ's management API base URL on the node of `url`, with its credentials
+    (over HTTPS when `url` is amqps://)."""
     parts = urllib.parse.urlsplit(url)
     user = urllib.parse.quote(urllib.parse.unquote(parts.username or "guest"), safe="")
     password = urllib.parse.quote(urllib.parse.unquote(parts.password or "guest"), safe="")
     host = parts.hostname or "localhost"
     if ":" in host:  # an IPv6 address needs its brackets back
         host = f"[{host}]"
+    if parts.scheme.lower() == "amqps":
+        return f"https://{user}:{password}@{host}:{MANAGEMENT_TLS_PORT}"
     return f"http://{user}:{password}@{host}:{MANAGEMENT_PORT}"

@@ -8,6 +8,7 @@ Lowercase names are Celery's own settings or the platform's (read as `app.conf.<
 from producer.algorithms.catalog import catalog as _catalog_of_installed
 from producer.algorithms.declare import task_name as _task_name
 from producer.settings import settings as _settings
+from producer.tls import broker_use_ssl as _broker_use_ssl
 from producer.topology import algorithm_queue as _queue
 
 _s = _settings()
@@ -35,6 +36,10 @@ task_create_missing_queues = False
 
 # --- Broker and results -----------------------------------------------------------------
 broker_url = _s.broker_url
+# TLS when every URL is amqps://: the broker's certificate verified against SPEECH_TLS_CA
+# (or the system's trust store) and its host name checked; SPEECH_TLS_CERT/KEY add a client
+# certificate (producer/tls.py). False for amqp:// URLs.
+broker_use_ssl = _broker_use_ssl(_s, _s.broker_url)
 # Replies travel back on the caller's own reply queue, correlated by task id.
 result_backend = "rpc://"
 # Results are only ever read by the caller that is waiting for them.

@@ -2,6 +2,7 @@
 
 SpeechError                 root: catch this to catch everything the platform raises
  +-- BrokerUnavailable      RabbitMQ cannot be reached
+ +-- AccessDenied           RabbitMQ refused the broker user a right (configure, write, read)
  +-- CallTimeout            no answer arrived within the caller's timeout
  +-- Overloaded             the algorithm's queue is full: back off and retry later
  |    +-- BrokerBlocked     RabbitMQ blocks publishers (memory or disk alarm): retry later
@@ -24,6 +25,8 @@ backend and are raised again, as the same class, in the caller. This module must
 light: the worker and the producer both import it.
 """
 
+import re
+
 
 class SpeechError(Exception):
     """Root of every error the platform raises."""
@@ -31,6 +34,79 @@ class SpeechError(Exception):
 
 class BrokerUnavailable(SpeechError):
     """Raised when RabbitMQ cannot be reached within the connection timeout."""
+
+
+class AccessDenied(SpeechError):
+    """Raised when RabbitMQ refuses the broker user a right on a queue, an exchange or a
+    vhost (AMQP 403 ACCESS_REFUSED): the user's permissions, not the request, need fixing
+    (`python -m producer permissions`)."""
+
+    def __init__(self, message: str, *, user: str = "", right: str = "", resource: str = "",
+                 vhost: str = "") -> None:  # fmt: skip
+        super().__init__(message)
+        self.user, self.right, self.resource, self.vhost = user, right, resource, vhost
+
+
+# RabbitMQ's refusals: "access to exchange 'speech' in vhost 'v' refused for user 'u'" (3.10
+# names no right; later versions put it first: "write access to ..."); a vhost's: "access to
+# vhost 'v' refused for user 'u'".
+_REFUSED = re.compile(
+    r"(?:(?P<right>configure|write|read) )?access to (?P<resource>(?P<kind>queue|exchange) '.*?')"
+    r" in vhost '(?P<vhost>.*?)' refused for user '(?P<user>.*?)'"
+)
+_VHOST_REFUSED = re.compile(r"access to vhost '(?P<vhost>.*?)' refused for user '(?P<user>.*?)'")
+# The right each AMQP method needs of the resource it names (RabbitMQ's access control);
+# a bind needs write on the queue and read on the exchange.
+_RIGHTS = {
+    "queue.declare": "configure", "exchange.declare": "configure",
+    "queue.delete": "configure", "exchange.delete": "configure",
+    "basic.publish": "write", "basic.get": "read", "basic.consume": "read", "queue.purge": "read",
+    # a queue declared with a dead-letter exchange: write on that exchange (read on the
+    # queue too, refused in the same words as configure: "configure" is named)
+    "queue.declare:exchange": "write",
+    "queue.bind:queue": "write", "queue.bind:exchange": "read",
+    "queue.unbind:queue": "write", "queue.unbind:exchange": "read",
+}  # fmt: skip
+ACCESS_REFUSED = 403  # AMQP reply code
+NOT_ALLOWED = 530  # AMQP reply code: a vhost the user has no permissions in
+
+
+def access_denied(exc: BaseException | None) -> AccessDenied | None:
+    """The AccessDenied behind `exc` (py-amqp, kombu or pika: anything carrying an AMQP
+    reply code 403, or 530 for a vhost, in its chain), or None if it is something else."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, AccessDenied):
+            return exc
+        code = getattr(exc, "reply_code", None) or getattr(exc, "code", None)
+        text = str(getattr(exc, "reply_text", "") or exc)
+        method = str(getattr(exc, "method_name", "") or "").lower()
+        if code == ACCESS_REFUSED or (code == NOT_ALLOWED and _VHOST_REFUSED.search(text)):
+            return _from_text(text, method)
+        if code is None and "ACCESS_REFUSED" in text:
+            return _from_text(text, method)
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _from_text(text: str, method: str = "") -> AccessDenied:
+    if found := _REFUSED.search(text):
+        user, kind = found["user"], found["kind"]
+        right = found["right"] or _RIGHTS.get(f"{method}:{kind}") or _RIGHTS.get(method, "use")
+        return AccessDenied(
+            f"user {user!r} may not {right} {found['resource']} in vhost {found['vhost']!r}"
+            " (its RabbitMQ permissions: `python -m producer permissions`)",
+            user=user, right=right, resource=found["resource"], vhost=found["vhost"],
+        )  # fmt: skip
+    if found := _VHOST_REFUSED.search(text):
+        return AccessDenied(
+            f"user {found['user']!r} has no permissions in vhost {found['vhost']!r}"
+            " (`python -m producer permissions`)",
+            user=found["user"], vhost=found["vhost"],
+        )  # fmt: skip
+    if "Login was refused" in text:
+        return AccessDenied(f"RabbitMQ refused the login: wrong user name or password ({text})")
+    return AccessDenied(f"RabbitMQ refused: {text}")
 
 
 class CallTimeout(SpeechError, TimeoutError):

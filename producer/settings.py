@@ -40,6 +40,12 @@ class Settings:
     heartbeat: float = _from("SPEECH_HEARTBEAT", 5.0)
     # Seconds the Client waits for a node before asking it a question, and for the answer.
     node_patience: float = _from("SPEECH_NODE_PATIENCE", 2.0)
+    # TLS, used when every broker URL is amqps:// (producer/tls.py): the CA file (PEM) the
+    # broker's certificate must chain to (empty: the system's trust store), and a client
+    # certificate and its key (PEM) for brokers that ask for one.
+    tls_ca: str = _from("SPEECH_TLS_CA", "")
+    tls_cert: str = _from("SPEECH_TLS_CERT", "")
+    tls_key: str = _from("SPEECH_TLS_KEY", "")
 
     # --- Workers -----------------------------------------------------------------------------
     # Tasks each pool process reserves beyond the one it runs.
@@ -87,9 +93,17 @@ class Settings:
     # The producer announces each task (task-sent event) with its queue, for Flower.
     sent_events: bool = _from("SPEECH_SENT_EVENTS", True)
 
+    # --- Doors: algorithms learnt from the workers that serve them ---------------------------
+    # Seconds between the gateway's and the bridge's questions to the workers for the
+    # declarations they serve (0: never ask; only built-ins and installed plugins are known).
+    learn_seconds: float = _from("SPEECH_LEARN_SECONDS", 2.0)
+
     # --- HTTP gateway (`python -m producer serve`) ---------------------------------------------
     gateway_host: str = _from("SPEECH_GATEWAY_HOST", "127.0.0.1")
     gateway_port: int = _from("SPEECH_GATEWAY_PORT", 8000)
+    # The gateway serves HTTPS with this certificate (chain, PEM) and key; both or neither.
+    gateway_tls_cert: str = _from("SPEECH_GATEWAY_TLS_CERT", "")
+    gateway_tls_key: str = _from("SPEECH_GATEWAY_TLS_KEY", "")
     # Producer calls block a thread each: this many run at once, later requests wait.
     gateway_threads: int = _from("SPEECH_GATEWAY_THREADS", 32)
     # Bytes of request bodies the gateway holds at once, all uploads together; past it, new
@@ -176,6 +190,9 @@ class Settings:
     flower_state_save_interval: int = _from("FLOWER_STATE_SAVE_INTERVAL", 60_000)
     # RabbitMQ's management API: "" derives it from the broker URL; "off" never asks it.
     management_url: str = _from("SPEECH_MANAGEMENT_URL", "")
+    # Passwords `producer permissions --apply` gives the roles' users, role=password pairs
+    # comma-separated (worker=...,producer=...); a role without one gets a generated one.
+    role_passwords: str = _from("SPEECH_ROLE_PASSWORDS", "", secret=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

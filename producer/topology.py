@@ -7,6 +7,12 @@ from kombu import Exchange, Queue
 
 from producer.settings import settings
 
+# The AMQP bridge consumes `rpc.<operation>` on the default exchange (producer/servers/bridge).
+BRIDGE_QUEUE_PREFIX = "rpc."
+# Each Client's reply queue: `speech.reply.<uuid>`, exclusive to the connection that
+# declared it (producer/client/replies.py).
+REPLY_QUEUE_PREFIX = "speech.reply."
+
 
 def speech_exchange() -> Exchange:
     return Exchange(settings().exchange, type="direct", durable=True)

@@ -4,7 +4,7 @@ algorithm: the built-ins asr, vad, speaker, features, denoise, and every install
 
 import tasks.logs  # noqa: F401  (one log line per task)
 from producer.algorithms.catalog import catalog
-from tasks import ping, plugins  # noqa: F401  (speech.ping; plugin errors said at start)
+from tasks import declarations, ping, plugins  # noqa: F401  (commands, speech.ping, checks)
 from tasks.base import app, register
 
 for _algorithm in catalog().algorithms.values():

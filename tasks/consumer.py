@@ -16,6 +16,9 @@ from typing import Any
 from celery.worker.consumer import Consumer
 from celery.worker.consumer.consumer import dump_body
 
+from producer.errors import access_denied
+from tasks.plugins import CannotServe
+
 log = logging.getLogger("speech.worker")
 RECONNECT_INTERVALS = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 1.0}
 # What Celery's message handling raises on a body of the wrong shape.
@@ -50,6 +53,17 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
             *args, initial_prefetch_count=initial_prefetch_count,
             prefetch_multiplier=prefetch_multiplier, app=app, **kwargs,
         )  # fmt: skip
+
+    def start(self) -> None:
+        # A right the worker's user lacks (RabbitMQ's 403) will be lacking at every retry:
+        # stop with one line naming it instead of Celery's "Unrecoverable error" traceback.
+        try:
+            super().start()
+        except Exception as exc:
+            denied = access_denied(exc)
+            if denied is None:
+                raise
+            raise CannotServe(f"worker cannot serve its queues: {denied}") from None
 
     def ensure_connected(self, conn: Any) -> Any:
         # Try again every second while the broker is away, not after Celery's growing

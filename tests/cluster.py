@@ -37,6 +37,8 @@ BASE = REPO / ".cluster"
 # The settings the project ships for clusters (docker-compose.cluster.yml mounts this file):
 # the test nodes run with the same ones, so what the tests prove is what is shipped.
 SHIPPED_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
+# ...and its Erlang settings (net_setuptime), which the new-style file cannot hold.
+SHIPPED_ADVANCED = REPO / "docker" / "rabbitmq-cluster-advanced.config"
 
 
 def shipped_settings(path: Path = SHIPPED_CONF) -> dict[str, str]:
@@ -72,11 +74,14 @@ class Node:
         self.exec_prefix: list[str] = []
         self.dir = cluster.dir / f"node{index}"
         self.pid_file = self.dir / "rabbit.pid"
+        # the management API's port, when the cluster enables rabbitmq_management
+        self.management_port = port + 10000
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- addresses --------------------------------------------------------------------------
     def url(self, vhost: str = "/") -> str:
-        return f"amqp://guest:guest@{self.host}:{self.port}/{quote(vhost, safe='')}"
+        scheme = "amqps" if self.cluster.tls else "amqp"
+        return f"{scheme}://guest:guest@{self.host}:{self.port}/{quote(vhost, safe='')}"
 
     # -- process ----------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -104,7 +109,9 @@ class Node:
             for n in self.cluster.nodes
         )
         (self.dir / "rabbitmq-env.conf").write_text("")
-        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "enabled_plugins").write_text(f"[{','.join(self.cluster.plugins)}].\n")
+        advanced = SHIPPED_ADVANCED.read_text() if self.cluster.size > 1 else "[].\n"
+        (self.dir / "advanced.config").write_text(advanced)
         settings = {**shipped_settings(), **self.cluster.settings}
         if self.cluster.size == 1:
             # a broker of one node has no peers to lose: partition handling is for clusters
@@ -116,11 +123,19 @@ class Node:
             for n in self.cluster.nodes:
                 if n is not self:
                     settings[f"{peer_key}.{n.index}"] = n.name
+        # a TLS node listens with TLS only; its ssl_options come with the cluster's settings
+        tls = self.cluster.tls
+        listener = "listeners.tcp = none\nlisteners.ssl.1" if tls else "listeners.tcp.1"
         (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = {self.host}:{self.port}\n"
+            f"{listener} = {self.host}:{self.port}\n"
             # guest may connect from other (namespace) hosts: these nodes are test-only
             "loopback_users = none\n"
             + "".join(f"{key} = {value}\n" for key, value in settings.items())
+            + (
+                f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
+                if "rabbitmq_management" in self.cluster.plugins
+                else ""
+            )
             + "cluster_formation.peer_discovery_backend = classic_config\n"
             f"{peers}\n"
         )
@@ -230,10 +245,16 @@ class Cluster:
         tag: str | None = None,
         host: str = "127.0.0.1",
         settings: dict[str, str] | None = None,
+        tls: bool = False,
+        plugins: tuple[str, ...] = (),
     ) -> None:
+        """`plugins`: RabbitMQ plugins each node enables (rabbitmq_management listens on
+        the node's AMQP port + 10000)."""
         self.size, self.host = size, host
-        # overrides of the shipped settings, for experiments only
+        # overrides of the shipped settings, for experiments (and a TLS node's ssl_options)
         self.settings = settings or {}
+        # tls: the AMQP listener speaks TLS only (amqps:// URLs); plugins: enabled at boot
+        self.tls, self.plugins = tls, plugins
         self.tag = tag or f"c{size}-{secrets.token_hex(2)}"
         self.dir = BASE / self.tag
         self.nodes: list[Node] = []
@@ -242,7 +263,11 @@ class Cluster:
         """Pick 2*size free ports (AMQP and distribution) at or above `start`."""
         port = start
         for index in range(1, self.size + 1):
-            while not (_port_free(port, self.host) and _port_free(port + 20000)):
+            while not (
+                _port_free(port, self.host)
+                and _port_free(port + 20000)
+                and _port_free(port + 10000)
+            ):
                 port += 1
             self.nodes.append(Node(self, index, port, port + 20000))
             port += 1

@@ -262,8 +262,9 @@ def run_cli(
     timeout: float = 120,
     python: str = sys.executable,
     cwd: Path = REPO,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CELERY_BROKER_URL": broker_url}
+    env = {**os.environ, "CELERY_BROKER_URL": broker_url, **(env or {})}
     return subprocess.run(
         [python, "-m", "producer", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,

@@ -3,7 +3,8 @@
 The gateway and the CLI read options as text (query parameters, form fields, `--option
 key=value`); JSON literals are decoded (`0.6` is a number, `true` a flag, `["mfcc"]` a
 list), anything else stays text. Each value is then checked against the operation's
-declaration (producer.algorithms.declare), before anything is sent: a list where a name is
+declaration (producer.algorithms.declare: declared here, or learnt from the workers by
+producer.algorithms.learnt), before anything is sent: a list where a name is
 expected, a 31-digit integer or 5,000 nested brackets get InvalidOptions naming the
 option, never a worker's TypeError or a serializer's OverflowError. The workers check the
 same declaration again.
@@ -12,7 +13,7 @@ same declaration again.
 import math
 from typing import Any
 
-from producer.algorithms.catalog import catalog
+from producer.algorithms import learnt
 from producer.algorithms.declare import parse_text
 from producer.errors import InvalidInput, InvalidOptions
 from producer.settings import settings
@@ -27,13 +28,13 @@ CALL_OPTIONS = ("timeout",)
 
 
 def clips_for(operation: str) -> int:
-    declared = catalog().operation(operation)
+    declared = learnt.known().operation(operation)
     return declared.clips if declared else 1
 
 
 def fields_for(operation: str) -> int:
     """Option fields a request for `operation` can carry: its options and the call's."""
-    declared = catalog().operation(operation)
+    declared = learnt.known().operation(operation)
     own = len(declared.options) if declared else MAX_UNDECLARED_OPTIONS
     return own + len(CALL_OPTIONS)
 
@@ -42,7 +43,7 @@ def parse_options(operation: str, items: list[tuple[str, str]]) -> dict[str, Any
     """Typed options from (name, text) pairs, or InvalidOptions naming the first bad one.
 
     Only the options given are returned: the worker fills in the defaults."""
-    declared = catalog().operation(operation)
+    declared = learnt.known().operation(operation)
     known = dict(declared.options) if declared else {}
     allowed = sorted(known) + list(CALL_OPTIONS)
     most = fields_for(operation)

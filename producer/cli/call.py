@@ -2,10 +2,13 @@
 algorithm from the command line, its options read from the declaration.
 
 `call kws --help` lists the options of `kws` (kind, default, range or choices, help) as
-the catalog declares them; `--option name=value` values are JSON literals or plain text,
-typed and checked by producer.algorithms.options.parse_options before anything is sent. An
+the catalog declares them (or, for an algorithm not installed here, as the workers that
+serve it declare it: they are asked once); `--option name=value` values are JSON literals
+or plain text, typed and checked by producer.algorithms.options.parse_options before
+anything is sent. An
 operation that takes several clips (speaker.verify) takes exactly that many files in one
-call; one not declared here is still called when the broker has its queue.
+call; one neither declared here nor by a worker is still called when the broker has its
+queue.
 """
 
 import argparse
@@ -14,10 +17,12 @@ from typing import Any
 
 from producer.algorithms.catalog import catalog
 from producer.algorithms.declare import Operation
+from producer.algorithms.learnt import known
 from producer.algorithms.options import parse_options
 from producer.cli.algorithms import jsonable
 from producer.cli.files import EXIT_FAILED, EXIT_OK, error, run_files
 from producer.client.core import Client
+from producer.client.learning import learn_once
 from producer.errors import InvalidInput
 
 EXIT_USAGE = 2
@@ -31,6 +36,9 @@ class _OperationHelp(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: Any, *_: Any) -> None:
         name = getattr(namespace, "name", None)
+        if name and catalog().operation(name) is None:  # perhaps its workers know it
+            with Client(getattr(namespace, "broker", None)) as client:
+                learn_once(client)
         print(parser.format_help() + (describe_operation(name) if name else _known()))
         parser.exit()
 
@@ -64,17 +72,19 @@ def add_parsers(sub: Any) -> None:
 
 def describe_operation(key: str) -> str:
     """NAME's options as `call NAME --help` prints them."""
-    found = catalog().operations.get(key)
+    found = known().operations.get(key)
     if found is None:
         return (
-            f"\n{key!r} is not declared in this installation: it is still called if the"
-            " broker has its queue (its workers check the options)." + _known()
+            f"\n{key!r} is neither declared in this installation nor by a worker that"
+            " answered: it is still called if the broker has its queue (its workers check"
+            " the options)." + _known()
         )
     algorithm, operation = found
+    learnt = "" if key in catalog().operations else ", learnt from its workers"
     lines = [
         "",
         f"{key}: {operation.help}",
-        f"  from {algorithm.source}; takes {_clips(operation)} per call",
+        f"  from {algorithm.source}{learnt}; takes {_clips(operation)} per call",
         "",
         f"options of {key} (--option KEY=VALUE):" if operation.options else "no options",
     ]
@@ -105,7 +115,7 @@ def _keys() -> list[str]:
 
 
 def _known() -> str:
-    return "\noperations: " + ", ".join(_keys()) + "\n"
+    return "\noperations: " + ", ".join(known().operations) + "\n"
 
 
 def _pairs(items: list[str]) -> list[tuple[str, str]]:
@@ -134,12 +144,14 @@ def _show(result: dict[str, Any]) -> str:
 
 
 def call(client: Client, args: argparse.Namespace) -> int:
+    if catalog().operation(args.name) is None:  # perhaps its workers declare it: ask once
+        learn_once(client)
     try:
         options = parse_options(args.name, _pairs(args.option))
     except _Usage as exc:
         error(str(exc))
         return EXIT_USAGE
-    declared = catalog().operation(args.name)
+    declared = known().operation(args.name)
     if declared is None:
         try:  # once, before any file: an algorithm only the broker knows, or none
             client.queue_of(args.name)

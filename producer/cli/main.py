@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 from producer.cli import algorithms as cli_algorithms
 from producer.cli import call as cli_call
+from producer.cli import permissions as cli_permissions
 from producer.cli import scaffold
 from producer.cli.files import EXIT_FAILED, EXIT_OK, error, run_files
 from producer.client.core import Client
-from producer.errors import InvalidInput, SpeechError
+from producer.errors import InvalidInput, SpeechError, access_denied
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_algorithms.add_parsers(sub, _add_output_options)
     cli_call.add_parsers(sub)
     scaffold.add_parser(sub)
+    cli_permissions.add_parser(sub)
 
     status = sub.add_parser("status", help="backlog, consumers and live workers per queue")
     status.add_argument("queues", nargs="*", metavar="QUEUE", help="default: every algorithm")
@@ -64,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     except SpeechError as exc:
         error(str(exc))
         return EXIT_FAILED
+    except Exception as exc:
+        # RabbitMQ's 403 from a path that does not turn it into AccessDenied itself
+        if denied := access_denied(exc):
+            error(str(denied))
+            return EXIT_FAILED
+        raise
     except KeyboardInterrupt:
         error("interrupted")
         return 130
@@ -120,4 +128,5 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     **cli_algorithms.COMMANDS,
     **cli_call.COMMANDS,
     **scaffold.COMMANDS,
+    **cli_permissions.COMMANDS,
 }

@@ -3,13 +3,17 @@
 Works with the plain AMQP connection: a passive `queue.declare` returns a queue's ready
 message count and consumer count without creating or changing it; a control broadcast
 (`inspect active_queues`) names the workers consuming each queue; `speech.ping` sent
-through the queue proves it is served end to end. When RabbitMQ's management API answers,
-each row also gets unacknowledged messages and publish/deliver rates. With a list of
-broker nodes (`;`), the queues are read on the first node that answers.
+through the queue proves it is served end to end. The workers are asked which algorithms
+they serve (producer.algorithms.learnt): those this installation lacks get rows too, and a
+worker declaring a local algorithm differently is reported as a conflict. When RabbitMQ's
+management API answers, each row also gets unacknowledged messages and publish/deliver
+rates. With a list of broker nodes (`;`), the queues are read on the first node that
+answers.
 """
 
 import base64
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,10 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from producer import brokers
-from producer.brokers import MANAGEMENT_PORT
+from producer import brokers, tls
+from producer.algorithms.learnt import learnt as registry
+from producer.brokers import MANAGEMENT_PORT, MANAGEMENT_TLS_PORT
 from producer.client.core import Client
-from producer.errors import BrokerUnavailable, CallTimeout, InvalidInput, SpeechError
+from producer.client.learning import learn_once
+from producer.errors import (
+    BrokerUnavailable,
+    CallTimeout,
+    InvalidInput,
+    SpeechError,
+    access_denied,
+)
 from producer.settings import settings
 
 MANAGEMENT_TIMEOUT = 2.0  # seconds: the extras must never make `status` slow
@@ -53,6 +65,10 @@ class Status:
     queues: list[QueueStatus]
     management: str | None  # the management API URL that answered, if any
     management_error: str | None = None
+    # algorithms learnt from their workers: {name: {"source", "workers", "served"}}
+    learnt: dict[str, Any] = field(default_factory=dict)
+    # declarations of workers refused: {name: why} (producer.algorithms.learnt)
+    conflicts: dict[str, str] = field(default_factory=dict)
 
     @property
     def dead(self) -> list[str]:
@@ -64,18 +80,32 @@ class Status:
             "queues": [{**asdict(q), "live": q.live} for q in self.queues],
             "management": self.management,
             "management_error": self.management_error,
+            "learnt": self.learnt,
+            "conflicts": self.conflicts,
         }
 
 
 def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0) -> Status:
-    """Inspect `queues` (default: every algorithm): each ping waits at most `timeout` s."""
-    names = list(queues or client.algorithms)
-    unknown = [q for q in names if q not in client.algorithms]
+    """Inspect `queues` (default: every algorithm, those learnt from workers too): each
+    ping waits at most `timeout` s."""
+    # The workers say what they serve (conflicts included) while the local queues are read:
+    # a broker that is down is reported by those reads, without waiting for the question.
+    asking = threading.Thread(target=learn_once, args=(client,), daemon=True)
+    asking.start()
+    local = {q: QueueStatus(q) for q in queues or client.algorithms if q in client.algorithms}
+    node = _declare_passive(client, local)
+    asking.join()
+    learnt = registry()
+    algorithms = learnt.catalog.names
+    names = list(queues or algorithms)
+    unknown = [q for q in names if q not in algorithms]
     if unknown:
-        known = ", ".join(client.algorithms)
+        known = ", ".join(algorithms)
         raise InvalidInput(f"unknown queue(s) {', '.join(unknown)}; known: {known}")
-    rows = {name: QueueStatus(name) for name in names}
-    node = _declare_passive(client, rows)
+    others = {q: QueueStatus(q) for q in names if q not in local}
+    if others:
+        node = _declare_passive(client, others)
+    rows = {name: local.get(name) or others[name] for name in names}
     with ThreadPoolExecutor(len(rows) + 1) as pool:
         consumers = pool.submit(_consumers_by_queue, client)
         pings = {
@@ -90,7 +120,7 @@ def status(client: Client, queues: list[str] | None = None, timeout: float = 5.0
             else:
                 row.ping_error = "no consumer" if row.exists else "no queue"
     url = management_url(node)
-    result = Status(list(rows.values()), management=None)
+    result = Status(list(rows.values()), management=None, **learnt.report())
     if url:
         try:
             _add_management(url, brokers.virtual_host(node), rows)
@@ -115,7 +145,12 @@ def _declare_passive(client: Client, rows: dict[str, QueueStatus]) -> str:
 
 
 def _consumers_by_queue(client: Client) -> dict[str, list[str]]:
-    replies = client.app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues() or {}
+    try:
+        replies = client.app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues() or {}
+    except Exception as exc:
+        if denied := access_denied(exc):  # a broadcast needs the monitoring role's rights
+            raise denied from None
+        raise
     by_queue: dict[str, list[str]] = {}
     for node, queues in replies.items():
         for queue in queues or []:
@@ -152,7 +187,9 @@ def _redact(url: str) -> str:
 
 def _add_management(url: str, vhost: str, rows: dict[str, QueueStatus]) -> None:
     parts = urllib.parse.urlsplit(url)
-    api = f"{parts.scheme}://{parts.hostname}:{parts.port or MANAGEMENT_PORT}{parts.path}"
+    https = parts.scheme.lower() == "https"
+    port = parts.port or (MANAGEMENT_TLS_PORT if https else MANAGEMENT_PORT)
+    api = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
     request = urllib.request.Request(
         f"{api}/api/queues/{urllib.parse.quote(vhost, safe='')}"
         "?columns=name,messages_unacknowledged,message_stats"
@@ -160,7 +197,9 @@ def _add_management(url: str, vhost: str, rows: dict[str, QueueStatus]) -> None:
     credentials = f"{urllib.parse.unquote(parts.username or '')}:"
     credentials += urllib.parse.unquote(parts.password or "")
     request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
-    with urllib.request.urlopen(request, timeout=MANAGEMENT_TIMEOUT) as response:
+    # HTTPS with the broker's TLS settings: its CA, and the client certificate if it asks
+    context = tls.context(settings()) if https else None
+    with urllib.request.urlopen(request, timeout=MANAGEMENT_TIMEOUT, context=context) as response:
         listed = json.load(response)
     for queue in listed:
         row = rows.get(queue.get("name"))
@@ -191,6 +230,11 @@ def format_table(result: Status) -> str:
     )
     if result.management_error:
         text += f"\n(management API not reachable: {result.management_error})"
+    for name, learnt in result.learnt.items():
+        served = "served" if learnt["served"] else "unserved: no worker declares it now"
+        text += f"\n{name}: learnt from its workers ({learnt['source']}), {served}"
+    for why in result.conflicts.values():
+        text += f"\nconflict: {why}"
     return text
 
 

@@ -27,6 +27,7 @@ import producer.celeryconf
 from producer.algorithms.arrays import unpack_all
 from producer.algorithms.catalog import Catalog, catalog
 from producer.algorithms.declare import NAME, task_name
+from producer.algorithms.learnt import known
 from producer.algorithms.options import check_timeout
 from producer.client.describe import args_repr, kwargs_repr
 from producer.client.events import SentEvents
@@ -34,6 +35,7 @@ from producer.client.links import Nodes, Publisher, PublishLate
 from producer.client.replies import ReplyApp, ReplyBackend, ReplyPathLost
 from producer.client.transcribe import Audio, transcribe
 from producer.errors import (
+    AccessDenied,
     BrokerUnavailable,
     CallTimeout,
     InvalidInput,
@@ -44,6 +46,7 @@ from producer.errors import (
     SpeechError,
 )
 from producer.settings import settings
+from producer.tls import broker_use_ssl, context
 from producer.topology import algorithm_queue, declare_algorithm_queues, declare_dead_letters
 
 log = logging.getLogger("speech.client")
@@ -84,12 +87,16 @@ class Client:
         # off a node that hangs (producer/client/links.py); the reply thread follows the same
         # order of nodes and leaves a node the publishers found silent, and vice versa.
         conf = self.app.conf
-        self.nodes = Nodes(conf.broker_write_url or conf.broker_url)
+        urls = conf.broker_write_url or conf.broker_url
+        # TLS follows the URLs this Client uses (an explicit broker_url may differ from
+        # CELERY_BROKER_URL): kombu's connections take the options, the links the context.
+        conf.broker_use_ssl = broker_use_ssl(settings(), urls)
+        self.nodes = Nodes(urls)
         self.publisher = Publisher(
             self.nodes,
             connect_timeout=conf.broker_connection_timeout,
             patience=settings().node_patience,
-            ssl=conf.broker_use_ssl,
+            tls_context=context(settings()) if conf.broker_use_ssl else None,
             max_links=conf.broker_pool_limit or 10,
         )
         self.app.publisher = self.publisher
@@ -229,8 +236,11 @@ class Client:
         declared = self.catalog.operation(operation)
         if declared is None:
             queue = self.queue_of(operation)
+            # Learnt from its workers (producer.algorithms.learnt), when a door asked them
+            declared = known().operation(operation)
         else:
             queue = self.operations[operation]
+        if declared is not None:
             if len(audios) != declared.clips:
                 raise InvalidInput(f"{operation} takes {_clips(declared.clips)}, got {len(audios)}")
             # Sent as given (typed): the worker owns the defaults.
@@ -456,6 +466,12 @@ class Client:
                 declare_dead_letters(conn)
                 declare_algorithm_queues(conn, self.algorithms)
 
+            def declared_elsewhere(denied: AccessDenied) -> None:
+                # A least-privilege user (producer.permissions) declares no queue: the
+                # workers and `producer permissions --apply` do, and calls publish to them.
+                log.info("queues not declared here (%s): the workers declare them", denied)
+                self._declared.set()
+
             # A node that is down or hung is left for the next (producer/client/links.py).
             wait = self.app.conf.broker_connection_timeout
             deadline = time.monotonic() + 2 * wait if by is None else by
@@ -463,6 +479,8 @@ class Client:
                 try:
                     self.publisher.run(declare, min(deadline, time.monotonic() + wait))
                     break
+                except AccessDenied as denied:
+                    return declared_elsewhere(denied)
                 except (OSError, AMQPConnectionError, PublishLate) as exc:
                     if time.monotonic() >= deadline:
                         raise BrokerUnavailable(

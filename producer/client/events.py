@@ -26,6 +26,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from producer.settings import settings
+
 log = logging.getLogger("speech.events")
 # What a call hands the thread: task, task id, queue, argsrepr, kwargsrepr, seconds until
 # it expires, when it was sent
@@ -162,7 +164,7 @@ def _fields(
         "eta": None,
         "expires": datetime.fromtimestamp(now + expires, tz=UTC).isoformat(),
         "queue": queue_name,
-        "exchange": "",
+        "exchange": settings().exchange,
         "routing_key": queue_name,
         "timestamp": now,
     }

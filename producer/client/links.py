@@ -32,19 +32,28 @@ back. What a link can tell:
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import amqp
+import amqp.transport
 from amqp import spec
-from amqp.exceptions import AMQPError, ConnectionError, MessageNacked
+from amqp.exceptions import AccessRefused, AMQPError, ConnectionError, MessageNacked, NotAllowed
 from kombu.transport import pyamqp
 from kombu.utils.url import parse_url
 
 from producer.brokers import broker_urls, safe_url
-from producer.errors import BrokerBlocked, BrokerUnavailable, SpeechError
+from producer.errors import (
+    AccessDenied,
+    BrokerBlocked,
+    BrokerUnavailable,
+    SpeechError,
+    access_denied,
+)
+from producer.tls import AMQPS_PORT, explain, server_hostname
 
 log = logging.getLogger("speech.links")
 # Idle links kept for reuse, all threads together: more are closed when given back.
@@ -133,11 +142,53 @@ class _Connection(pyamqp.Connection):  # type: ignore[misc]
             timeout = left if timeout is None else min(timeout, left)
         super().drain_events(timeout=timeout)
 
+    # TLS with the platform's SSLContext (producer/tls.py) and the URL's host name
+    tls_context: ssl.SSLContext | None = None
+    tls_hostname: str = ""
+
+    def Transport(  # noqa: N802  (py-amqp's name)
+        self,
+        host: str,
+        connect_timeout: float | None,
+        ssl: Any = False,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+        **kw: Any,
+    ) -> Any:
+        timeouts = {"read_timeout": read_timeout, "write_timeout": write_timeout}
+        if self.tls_context is None:
+            return super().Transport(host, connect_timeout, ssl, **timeouts, **kw)
+        return _ContextTransport(
+            host, self.tls_context, self.tls_hostname, connect_timeout, **timeouts, **kw
+        )
+
+
+class _ContextTransport(amqp.transport.SSLTransport):  # type: ignore[misc]
+    """py-amqp's TLS transport wrapping its socket with a given SSLContext (by itself it
+    builds one from a dict of options, and cannot take a context)."""
+
+    def __init__(
+        self, host: str, context: ssl.SSLContext, hostname: str, connect_timeout: Any, **kw: Any
+    ) -> None:
+        self.context, self.hostname = context, hostname
+        super().__init__(host, connect_timeout=connect_timeout, **kw)
+
+    def _wrap_socket(self, sock: socket.socket, **_: Any) -> ssl.SSLSocket:
+        return self.context.wrap_socket(
+            sock, server_hostname=self.hostname, do_handshake_on_connect=False
+        )
+
 
 class Link:
     """One connection to one node, with one confirm channel; one thread at a time."""
 
-    def __init__(self, url: str, deadline: float, connect_timeout: float, ssl: Any = None):
+    def __init__(
+        self,
+        url: str,
+        deadline: float,
+        connect_timeout: float,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url
         self.blocked: str | None = None
         self._confirmed = 0  # highest delivery tag acked or nacked
@@ -145,18 +196,19 @@ class Link:
         self._sent = 0
         u = parse_url(url)
         host = u.get("hostname") or "localhost"
+        port = u.get("port") or (AMQPS_PORT if tls_context is not None else 5672)
         self.conn = _Connection(
-            host=f"{'127.0.0.1' if host == 'localhost' else host}:{u.get('port') or 5672}",
+            host=f"{'127.0.0.1' if host == 'localhost' else host}:{port}",
             userid=u.get("userid") or "guest",
             password=u.get("password") or "guest",
             virtual_host=u.get("virtual_host") or "/",
             connect_timeout=max(0.05, min(connect_timeout, _left(deadline))),
             heartbeat=0,  # a link is either in use (bounded) or idle (checked before use)
-            ssl=ssl or False,
             on_blocked=self._on_blocked,
             on_unblocked=self._on_unblocked,
         )
         self.conn.handshake_deadline = deadline
+        self.conn.tls_context, self.conn.tls_hostname = tls_context, server_hostname(url)
         try:
             self.conn.connect()
             self._bound(deadline)
@@ -193,16 +245,17 @@ class Link:
             self.conn.drain_events(timeout=0)
 
     def publish(
-        self, message: amqp.Message, routing_key: str, deadline: float, patience: float
-    ) -> None:
-        """Publish on the default exchange and wait for the broker's confirm."""
+        self, message: amqp.Message, routing_key: str, deadline: float, patience: float,
+        exchange: str = "",
+    ) -> None:  # fmt: skip
+        """Publish (on the default exchange unless one is named) and wait for the confirm."""
         self._bound(deadline)
         self.poll()
         if self.blocked is not None:
             raise BrokerBlocked(self.blocked)
         self._sent += 1
         tag = self._sent
-        self.channel._basic_publish(message, exchange="", routing_key=routing_key)
+        self.channel._basic_publish(message, exchange=exchange, routing_key=routing_key)
         self._await(tag, deadline, patience)
         if self._nacked >= tag:
             raise MessageNacked(f"RabbitMQ refused the publish to {routing_key!r}")
@@ -282,11 +335,11 @@ class Publisher:
     """Links to the broker's nodes, shared by the Client's threads."""
 
     def __init__(
-        self, nodes: Nodes, *, connect_timeout: float, patience: float, ssl: Any = None,
-        max_links: int = 10,
+        self, nodes: Nodes, *, connect_timeout: float, patience: float,
+        tls_context: ssl.SSLContext | None = None, max_links: int = 10,
     ) -> None:  # fmt: skip
-        self.nodes, self.connect_timeout, self.patience, self.ssl = (
-            nodes, connect_timeout, patience, ssl,
+        self.nodes, self.connect_timeout, self.patience, self.tls_context = (
+            nodes, connect_timeout, patience, tls_context,
         )  # fmt: skip
         # Links in use at once, all threads together (Celery's broker_pool_limit): a burst
         # of callers waits its turn within its deadline instead of opening a connection
@@ -301,19 +354,23 @@ class Publisher:
         nodes.subscribe(self._drop_idle_on)
 
     # --- calls ---------------------------------------------------------------------------
-    def publish(self, message: amqp.Message, routing_key: str, deadline: float) -> None:
+    def publish(
+        self, message: amqp.Message, routing_key: str, deadline: float, exchange: str = ""
+    ) -> None:
         """Publish once confirmed, moving to another node if this one stops answering.
 
-        Raises BrokerBlocked, BrokerUnavailable, PublishLate or MessageNacked."""
+        Raises BrokerBlocked, BrokerUnavailable, PublishLate, MessageNacked or AccessDenied."""
         with self._slot(deadline):
-            self._publish(message, routing_key, deadline)
+            self._publish(message, routing_key, deadline, exchange)
 
-    def _publish(self, message: amqp.Message, routing_key: str, deadline: float) -> None:
+    def _publish(
+        self, message: amqp.Message, routing_key: str, deadline: float, exchange: str
+    ) -> None:
         while True:
             self._check_blocked()
             link = self._take(deadline)
             try:
-                link.publish(message, routing_key, deadline, self.patience)
+                link.publish(message, routing_key, deadline, self.patience, exchange)
             except BrokerBlocked:
                 self._hold_blocked(link)
                 raise
@@ -324,6 +381,9 @@ class Publisher:
             except PublishLate:
                 link.abandon()
                 raise
+            except AccessRefused as exc:  # the user's rights: another node will say the same
+                link.abandon()
+                raise _denied(exc) from None
             except (NodeSilent, OSError, AMQPError) as exc:
                 link.abandon()
                 self.nodes.leave(link.url, exc)
@@ -348,6 +408,9 @@ class Publisher:
             link.abandon()
             self.nodes.leave(link.url, exc)
             raise
+        except AccessRefused as exc:
+            link.abandon()
+            raise _denied(exc) from None
         except BaseException:
             link.abandon()
             raise
@@ -383,9 +446,11 @@ class Publisher:
             if _left(deadline) <= 0:
                 break
             try:
-                return Link(url, deadline, self.connect_timeout, self.ssl)
+                return Link(url, deadline, self.connect_timeout, self.tls_context)
+            except (AccessRefused, NotAllowed) as exc:  # a login or a vhost refused
+                raise _denied(exc) from None
             except (OSError, AMQPError) as exc:
-                errors.append(f"{safe_url(url)} ({exc})")
+                errors.append(f"{safe_url(url)} ({explain(exc, url) or exc})")
                 self.nodes.leave(url, exc, quiet=isinstance(exc, ConnectionRefusedError))
         if not errors:
             raise BrokerUnavailable("cannot reach RabbitMQ before the call's deadline")
@@ -438,6 +503,12 @@ class Publisher:
             raise BrokerBlocked(reason)
         # its unconfirmed publish will be confirmed now: a fresh link is simpler
         link.abandon()
+
+
+def _denied(exc: BaseException) -> BaseException:
+    """AccessDenied for RabbitMQ's 403 (or a vhost's 530); anything else unchanged."""
+    found: AccessDenied | None = access_denied(exc)
+    return found if found is not None else exc
 
 
 def _left(deadline: float) -> float:

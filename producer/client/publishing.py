@@ -87,7 +87,9 @@ class LeanAMQP(AMQP):  # type: ignore[misc]
                 content_encoding=encoding, application_headers=headers,
                 **{"delivery_mode": PERSISTENT, **properties},
             )  # fmt: skip
-            # A direct exchange routes by queue name, as the default exchange does
-            publisher.publish(amqp_message, queue.name, time.monotonic() + patience)
+            # The queue's own direct exchange, routed by queue name: callers need write on
+            # it alone, not on the default exchange (which reaches every queue)
+            exchange = queue.exchange.name if queue.exchange is not None else ""
+            publisher.publish(amqp_message, queue.name, time.monotonic() + patience, exchange)
 
         return send_task_message

@@ -34,14 +34,14 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu import Consumer, Queue
 from kombu.utils.url import parse_url
 
-from producer.errors import BrokerUnavailable, SpeechError
+from producer.errors import BrokerUnavailable, SpeechError, access_denied
+from producer.topology import REPLY_QUEUE_PREFIX
 
 if TYPE_CHECKING:
     from producer.client.links import Nodes
 
 log = logging.getLogger("speech.replies")
 
-REPLY_QUEUE_PREFIX = "speech.reply."
 # Seconds the consumer thread blocks on its socket before it looks at its heartbeat
 # and at whether the Client is closing.
 POLL_SECONDS = 1.0
@@ -139,6 +139,8 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         self._start()
         while self._queue_name is None:
             left = deadline - time.monotonic()
+            if denied := access_denied(self._last_error):
+                raise denied  # the user may not have a reply queue: waiting cannot help
             if left <= 0 or self._closing.is_set() or self._unreachable:
                 why = self._last_error or "no broker answered"
                 raise BrokerUnavailable(f"no reply queue on any broker node: {why}")
@@ -207,7 +209,8 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
                 self._consume(conn)
             except Exception as exc:  # any way a connection can break: find another node
                 self._lose_connection(exc)
-                if self._nodes is not None and self._url and not isinstance(exc, _Left):
+                denied = access_denied(exc) is not None  # the user's rights, not the node's
+                if self._nodes is not None and self._url and not (isinstance(exc, _Left) or denied):
                     self._nodes.leave(self._url, exc)
                 first += 1
                 self._closing.wait(RECONNECT_PAUSE)
@@ -277,6 +280,7 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
                 self._last_error = exc
                 self.reconnects += 1
                 log.warning("reply connection lost (%r); reconnecting", exc)
+                self._ready.notify_all()  # a caller waiting for a queue hears why
             self._queue_name = None
             for waiter in self._waiters.values():
                 if waiter.generation == self._generation and not waiter.done.is_set():

@@ -8,7 +8,6 @@ for recordings and jobs. Every check comes before the body is read, in the same 
 for every route: the announced length, the Content-Type, the options in the query.
 """
 
-import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,8 +16,10 @@ from typing import Any, Protocol, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
+from producer.algorithms.catalog import Catalog
+from producer.algorithms.learnt import Learnt
 from producer.algorithms.options import check_timeout
-from producer.errors import InvalidAudio, TooManyRequests
+from producer.errors import InvalidAudio
 from producer.servers.forms import MULTIPART_SLACK, UploadBudget, too_large
 from producer.servers.keys import Keys, RateLimit
 
@@ -41,11 +42,27 @@ class Door:
     rate_limit: RateLimit | None = None
     retry_after: int = 1
     health_timeout: float = 1.0
-    listing: dict[str, Any] = field(default_factory=dict)  # GET /v1/algorithms
+    # The client's catalog and what the workers taught since (producer.algorithms.learnt)
+    learnt: Learnt = field(default_factory=lambda: Learnt(Catalog([])))
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.learnt.catalog
 
     @property
     def operations(self) -> list[str]:
-        return list(self.listing.get("operations", []))
+        return list(self.catalog.operations)
+
+    @property
+    def listing(self) -> dict[str, Any]:
+        """GET /v1/algorithms: names, operations, declarations, and what was learnt."""
+        known = self.catalog
+        return {
+            "algorithms": list(known.names),
+            "operations": list(known.operations),
+            "declarations": known.describe(),
+            **self.learnt.report(),
+        }
 
     def caller(self, request: Request) -> str:
         """Who a request counts against: its key's name when the gateway has keys (never
@@ -78,12 +95,7 @@ def authorized(
     if state.rate_limit is not None:
         wait = state.rate_limit.take(state.caller(request))
         if wait:
-            refused = TooManyRequests(
-                f"more than {state.rate_limit.rate:g} requests a second"
-                f" (bursts of {state.rate_limit.burst}): SPEECH_RATE_LIMIT"
-            )
-            refused.retry_after = max(1, math.ceil(wait))  # type: ignore[attr-defined]
-            raise refused
+            raise state.rate_limit.refusal(wait)
 
 
 class Reader(Protocol[T_co]):

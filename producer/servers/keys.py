@@ -1,19 +1,23 @@
-"""Who calls the gateway, and how fast each caller may go.
+"""Who calls the gateway and the bridge, and how fast each caller may go.
 
 Keys are named (SPEECH_API_KEYS="backend=...,batch=..."; SPEECH_API_KEY alone is the key
 named "default"), so a key is rotated with no downtime: add the new one beside the old,
 move the callers, remove the old. A request's key is compared with every key in constant
 time, and only its name is kept: in the job record and in what a caller is counted as.
 SPEECH_RATE_LIMIT gives each caller (a key's name, or a client address when the gateway
-has no keys) that many requests per second, with bursts of SPEECH_RATE_BURST.
+has no keys) that many requests per second, with bursts of SPEECH_RATE_BURST. The bridge
+holds its callers to the same rate, each named by its RabbitMQ user: the `user_id`
+property of its requests, which the broker checks against the connection's user (one
+without it counts as "anonymous").
 """
 
 import hmac
+import math
 import threading
 import time
 from collections.abc import Callable
 
-from producer.errors import InvalidSetting
+from producer.errors import InvalidSetting, TooManyRequests
 
 DEFAULT_NAME = "default"
 MAX_CALLERS = 10_000  # buckets kept; past it, the full ones (idle callers) are dropped
@@ -77,6 +81,14 @@ class RateLimit:
                 return 0.0
             self._buckets[caller] = (tokens, now)
             return (1 - tokens) / self.rate
+
+    def refusal(self, wait: float) -> TooManyRequests:
+        """The error for a caller told to wait `wait` seconds (its Retry-After)."""
+        refused = TooManyRequests(
+            f"more than {self.rate:g} requests a second (bursts of {self.burst}): SPEECH_RATE_LIMIT"
+        )
+        refused.retry_after = max(1, math.ceil(wait))  # type: ignore[attr-defined]
+        return refused
 
     def _prune(self, now: float) -> None:
         if len(self._buckets) > MAX_CALLERS:

@@ -11,6 +11,7 @@ from typing import Any
 
 from producer.algorithms.catalog import catalog
 from producer.algorithms.declare import Operation, Option, parse_text
+from producer.algorithms.learnt import known
 from producer.algorithms.options import MAX_OPTION_CHARS, parse_options
 from producer.client.transcribe import DEFAULT_MAX_SEGMENT, DEFAULT_PAD, ENGINES, MAX_PARALLEL
 from producer.errors import InvalidInput, InvalidOptions
@@ -46,8 +47,9 @@ TRANSCRIBE_OPERATION = _transcribe_declaration()
 
 
 def names() -> list[str]:
-    """Every operation a job may name: the catalog's, then transcribe."""
-    return [*catalog().operations, TRANSCRIBE]
+    """Every operation a job may name: the catalog's (and those learnt from workers), then
+    transcribe."""
+    return [*known().operations, TRANSCRIBE]
 
 
 def check_name(operation: str) -> str:

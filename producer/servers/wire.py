@@ -30,6 +30,8 @@ HTTP_STATUS: dict[str, int] = {
     "Overloaded": 503,
     "CallTimeout": 504,
     "BrokerUnavailable": 503,
+    # the door's own broker user lacks a right: the server's configuration, not the caller's
+    "AccessDenied": 500,
     "RemoteError": 502,
     "SpeechError": 500,
 }
@@ -75,12 +77,6 @@ def http_status(exc: BaseException) -> int:
         if cls.__name__ in HTTP_STATUS:
             return HTTP_STATUS[cls.__name__]
     return 500
-
-
-def operations(client: Any) -> list[str]:
-    """What the doors accept: the Client's operations ("speaker.verify") when it has
-    them, else its algorithms (one operation per queue)."""
-    return list(getattr(client, "operations", None) or client.algorithms)
 
 
 def invoke(

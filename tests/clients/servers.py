@@ -1,6 +1,7 @@
 """The gateway and the bridge as real `python -m producer` processes, for client tests."""
 
 import os
+import ssl
 import sys
 import tempfile
 import uuid
@@ -37,10 +38,21 @@ class Producer(Service):
 
 
 class Gateway(Producer):
-    def __init__(self, broker_url: str, env: dict[str, str] | None = None, **where: Any) -> None:
+    """`verify`: the gateway serves HTTPS (SPEECH_GATEWAY_TLS_* in `env`), its certificate
+    checked with this context."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        env: dict[str, str] | None = None,
+        access_log: bool = False,
+        verify: ssl.SSLContext | None = None,
+        **where: Any,
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = ("serve", "--port", str(self.port), "--no-access-log")
+        self.verify: ssl.SSLContext | bool = verify or True
+        self.url = f"{'https' if verify else 'http'}://127.0.0.1:{self.port}"
+        args = ("serve", "--port", str(self.port), *(() if access_log else ("--no-access-log",)))
         # Its spool and job store in a folder of its own, never in the working tree
         env = {"SPEECH_DATA_DIR": tempfile.mkdtemp(prefix="speech-gateway-"), **(env or {})}
         super().__init__(broker_url, *args, env=env, **where)
@@ -52,7 +64,8 @@ class Gateway(Producer):
 
     def _answers(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200
+            got = httpx.get(f"{self.url}/openapi.json", timeout=1, verify=self.verify)
+            return got.status_code == 200
         except httpx.TransportError:
             return False
 

@@ -20,8 +20,13 @@ DIRECT = "amq.rabbitmq.reply-to"
 class RpcClient:
     """What any RabbitMQ backend writes: publish with reply_to + correlation_id, wait."""
 
-    def __init__(self, url: str, reply_to: str = DIRECT) -> None:
-        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+    def __init__(
+        self, url: str, reply_to: str = DIRECT, ssl_options: pika.SSLOptions | None = None
+    ) -> None:
+        params = pika.URLParameters(url)
+        if ssl_options is not None:  # amqps:// with a CA and client certificate of the test's
+            params.ssl_options = ssl_options
+        self.connection = pika.BlockingConnection(params)
         self.channel = self.connection.channel()
         if reply_to != DIRECT:  # a classic exclusive reply queue named by the broker
             reply_to = self.channel.queue_declare("", exclusive=True).method.queue
@@ -189,6 +194,31 @@ def test_a_call_nobody_serves_answers_call_timeout_and_is_acked(own_vhost: Vhost
         assert reply["error"]["type"] == "CallTimeout", reply
         assert time.monotonic() - start < 6
         wait_unacked(own_vhost, "rpc.asr", 0)
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_each_broker_user_is_held_to_its_own_rate(own_vhost: Vhost) -> None:
+    # Given a bridge holding each caller to one request per 5 s, in bursts of two
+    env = {"SPEECH_RATE_LIMIT": "0.2", "SPEECH_RATE_BURST": "2"}
+    server = Bridge(own_vhost.url, concurrency=2, env=env).start()
+    client = RpcClient(own_vhost.url)
+    request = msgpack.packb({"audio": FOX, "timeout": 1})  # nobody serves asr: CallTimeout
+    try:
+        # When the caller names its RabbitMQ user (the broker checks user_id) three times
+        as_guest = [client.send(request, user_id="guest") for _ in range(3)]
+        replies = client.wait(*as_guest, timeout=30)
+        # Then two go through and the third is refused, told when to come back
+        assert [r["error"]["type"] for r in replies] == [
+            "CallTimeout", "CallTimeout", "TooManyRequests",
+        ], replies  # fmt: skip
+        assert "SPEECH_RATE_LIMIT" in replies[2]["error"]["message"]
+        # And a caller without a user name has a rate of its own
+        (anonymous,) = client.wait(client.send(request), timeout=30)
+        assert anonymous["error"]["type"] == "CallTimeout", anonymous
+        # And the bridge's log names the user held back
+        wait_for(lambda: "from user:guest refused: " in server.log(), 10, "the refusal line")
     finally:
         client.close()
         server.stop()

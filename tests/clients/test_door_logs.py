@@ -35,5 +35,6 @@ def test_the_bridge_logs_a_bad_clip_as_one_line(broker_url: str, bridge: Bridge)
         rpc.close()
     assert reply["ok"] is False and reply["error"]["type"] == "InvalidAudio"
     wait_for(lambda: _refusals(bridge.log()), 10, "the bridge's refusal line")
-    assert "asr request refused: InvalidAudio: cannot decode" in _refusals(bridge.log())[-1]
+    line = _refusals(bridge.log())[-1]
+    assert "asr request from anonymous refused: InvalidAudio: cannot decode" in line, line
     assert "Traceback" not in bridge.log()

@@ -1,5 +1,8 @@
 """Named API keys on a real gateway process: a rotation with both keys, then only the new
-one; unknown and missing keys refused; each key held to its own rate."""
+one; unknown and missing keys refused; each key held to its own rate; each key's name,
+never the key, in the access log and the metrics."""
+
+import re
 
 import httpx
 
@@ -46,5 +49,37 @@ def test_each_key_has_its_own_rate_and_hears_when_to_come_back(broker_url: str) 
         assert 1 <= int(third.headers["Retry-After"]) <= 5
         # And key b is not held back by a
         assert _algorithms(gateway, "k-b").status_code == 200
+    finally:
+        gateway.stop()
+
+
+def test_the_access_log_and_the_metrics_name_the_key_never_the_key(broker_url: str) -> None:
+    # Given a gateway with two keys, logging its requests
+    env = {"SPEECH_API_KEYS": "backend=k-secret-1,batch=k-secret-2"}
+    gateway = Gateway(broker_url, env=env, access_log=True).start()
+    try:
+        # When backend asks twice, batch once, and a caller with a wrong key once
+        for key in ("k-secret-1", "k-secret-1", "k-secret-2", "k-wrong"):
+            _algorithms(gateway, key)
+        metrics = httpx.get(f"{gateway.url}/metrics", timeout=10)
+        # Then the metrics count each key's requests by name, and the refused one under no key
+        assert metrics.status_code == 200, metrics.text
+        counted = {
+            (m["key"], m["status"]): int(m["n"])
+            for m in re.finditer(
+                r'speech_gateway_requests_total\{key="(?P<key>[^"]*)",route="/v1/algorithms",'
+                r'operation="",status="(?P<status>\d+)"\} (?P<n>\d+)',
+                metrics.text,
+            )
+        }
+        assert counted == {("backend", "200"): 2, ("batch", "200"): 1, ("", "401"): 1}, metrics.text
+        # And every request has a line in the log with its key's name, and no key appears
+        gateway.wait_until(lambda: gateway.log().count('"GET /v1/algorithms"') == 4)
+        lines = [line for line in gateway.log().splitlines() if '"GET /v1/algorithms"' in line]
+        assert [line.split("key=")[1].split()[0] for line in lines] == [
+            "backend", "backend", "batch", "-",
+        ], lines  # fmt: skip
+        assert all(re.search(r'" (200|401) \d+\.\d{3}s$', line) for line in lines), lines
+        assert "k-secret" not in gateway.log() + metrics.text
     finally:
         gateway.stop()

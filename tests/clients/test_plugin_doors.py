@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import msgpack
@@ -101,7 +102,7 @@ def test_the_bridge_consumes_the_plugin_queue(
 def test_status_watches_the_plugin_queue(
     broker_url: str, plugin_env: dict[str, str], echo_worker: Worker
 ) -> None:
-    def status(env: dict[str, str]) -> list[dict]:
+    def status(env: dict[str, str]) -> dict[str, Any]:
         done = subprocess.run(
             [sys.executable, "-m", "producer", "status", "--json"],
             cwd=REPO, capture_output=True, text=True, timeout=120,
@@ -109,15 +110,18 @@ def test_status_watches_the_plugin_queue(
                  **env},
         )  # fmt: skip
         assert done.stdout, done.stderr
-        return json.loads(done.stdout)["queues"]
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
 
     # Given the plugin installed where the operator runs `producer status`
-    rows = {row["queue"]: row for row in status(plugin_env)}
-    # Then every algorithm of the catalog is listed, the plugin's queue live
-    assert list(rows) == [*catalog().names, "echo"]
+    installed = status(plugin_env)
+    rows = {row["queue"]: row for row in installed["queues"]}
+    # Then every algorithm of the catalog is listed, the plugin's queue live, nothing learnt
+    assert list(rows) == [*catalog().names, "echo"] and installed["learnt"] == {}
     assert rows["echo"]["live"] and rows["echo"]["workers"][0].startswith("echo-plugin@")
-    # And where it is not installed, only the built-ins are
-    assert [row["queue"] for row in status({})] == list(catalog().names)
+    # And where it is not installed, its worker teaches it: listed too, marked learnt
+    learnt = status({})
+    assert [row["queue"] for row in learnt["queues"]] == [*catalog().names, "echo"]
+    assert learnt["learnt"]["echo"]["served"] and learnt["conflicts"] == {}
 
 
 def test_the_page_offers_the_plugin_and_its_options(

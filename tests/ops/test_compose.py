@@ -10,12 +10,14 @@ import pytest
 import yaml
 
 from producer.algorithms.builtins import BUILTINS
+from tests.docs import snippet
 from tests.helpers import REPO
 
 COMPOSE = REPO / "docker" / "docker-compose.yml"
 CLUSTER = REPO / "docker" / "docker-compose.cluster.yml"
 PLUGINS = REPO / "docker" / "docker-compose.plugins.yml"
 GPU = REPO / "docker" / "docker-compose.gpu.yml"
+TLS = REPO / "docker" / "docker-compose.tls.yml"
 CLUSTER_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
 ENV_EXAMPLE = REPO / "docker" / ".env.example"
 INFRA = {"rabbitmq", "flower", "gateway", "bridge", "postgres"}
@@ -381,6 +383,49 @@ def test_make_up_makes_an_env_file_with_fresh_secrets_and_free_ports(tmp_path: P
             assert probe.connect_ex(("127.0.0.1", port)) != 0 or port != int(example[key]), key
     assert _config(tmp_path / "a.env").returncode == 0
     assert (tmp_path / "a.env").stat().st_mode & 0o077 == 0  # secrets: the owner's only
+
+
+def test_tls_override_mounts_the_certificates_as_secrets_never_into_images(
+    tmp_path: Path,
+) -> None:
+    # Given a host folder of certificates named in the env file
+    env_file = tmp_path / ".env"
+    env_file.write_text(ENV_EXAMPLE.read_text() + f"SPEECH_TLS_DIR={tmp_path}\n")
+    config = _load(env_file, TLS)
+    services, secrets = config["services"], config["secrets"]
+    # Then every secret is a file of that folder, mounted only, and every broker user
+    # connects with amqps:// and the TLS settings pointing at its secrets
+    assert {s["file"] for s in secrets.values()} == {str(tmp_path / name) for name in secrets}
+    users = _broker_users(config)
+    assert {*BUILTIN_QUEUES, "flower", "gateway", "bridge"} <= set(users)
+    for name, url in users.items():
+        env, mounted = services[name]["environment"], _secret_names(services[name])
+        assert url.startswith("amqps://") and ":5671/" in url, (name, url)
+        for variable, secret in (("CA", "ca.pem"), ("CERT", "client.pem"), ("KEY", "client.key")):
+            assert env[f"SPEECH_TLS_{variable}"] == f"/run/secrets/{secret}", name
+            assert secret in mounted, name
+    gateway = services["gateway"]["environment"]
+    assert gateway["SPEECH_GATEWAY_TLS_CERT"] == "/run/secrets/server.pem"
+    assert {"server.pem", "server.key"} <= _secret_names(services["gateway"])
+    broker = services["rabbitmq"]
+    assert {"ca.pem", "server.pem", "server.key"} == _secret_names(broker)
+    assert "check_port_listener" in broker["healthcheck"]["test"]
+    # the broker's TLS config holds the lines docs/security.md gives
+    conf = (REPO / "docker" / "rabbitmq-tls.conf").read_text().splitlines()
+    documented = snippet("security.md", "### Making certificates", "ini").strip().splitlines()
+    assert set(documented) <= set(conf)
+    # no certificate or key is ever copied into an image
+    for line in (REPO / "docker" / "Dockerfile").read_text().splitlines():
+        assert not (line.startswith(("COPY", "ADD")) and any(
+            part in line for part in (".pem", ".key", "tls")
+        )), line  # fmt: skip
+    assert "docker/tls/" in (REPO / ".gitignore").read_text().splitlines()
+    assert "docker/tls" in (REPO / ".dockerignore").read_text()
+
+
+def _secret_names(service: dict[str, Any]) -> set[str]:
+    # docker-compose 1.29 renders {"source": name}; newer versions may keep the name
+    return {s["source"] if isinstance(s, dict) else s for s in service.get("secrets", [])}
 
 
 def test_whisper_on_a_gpu_is_one_single_process_batched_worker_per_card(

@@ -29,8 +29,13 @@ def test_help_after_a_name_lists_its_options(capsys: pytest.CaptureFixture[str])
 
 def test_help_without_a_name_lists_the_operations(capsys: pytest.CaptureFixture[str]) -> None:
     assert "operations: asr, vad, speaker.embed, speaker.verify" in _help(capsys, "--help")
-    out = _help(capsys, "nope", "--help")
-    assert "'nope' is not declared in this installation: it is still called" in out
+    # An operation not declared here: the workers would be asked once (none answer here)
+    with pytest.raises(SystemExit) as done:
+        main(["--broker", "amqp://guest:guest@127.0.0.1:1//", "call", "nope", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "'nope' is neither declared in this installation nor by a worker" in out
+    assert "it is still called if the broker has its queue" in out
 
 
 def test_bad_option_syntax_and_values_fail_before_sending(

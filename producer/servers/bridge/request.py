@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from producer.algorithms.catalog import catalog
+from producer.algorithms.learnt import known
 from producer.algorithms.options import check_timeout, clips_for
 from producer.errors import InvalidInput, InvalidOptions, PayloadTooLarge, SpeechError
 from producer.servers import wire
@@ -137,7 +137,7 @@ def encode_reply(outcome: dict[str, Any] | BaseException, max_bytes: int | None 
 
 def _unpack(body: bytes, max_payload: int) -> Any:
     # Every clip may be max_payload bytes; the request around them adds options and keys.
-    most_clips = max((op.clips for _, op in catalog().operations.values()), default=1)
+    most_clips = max((op.clips for _, op in known().operations.values()), default=1)
     max_body = most_clips * max_payload + MAX_OPTIONS_BYTES + 1024
     if len(body) > max_body:
         raise PayloadTooLarge(f"request is {len(body)} bytes, the maximum is {max_body}")

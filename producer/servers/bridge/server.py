@@ -25,6 +25,10 @@ direct reply-to name) only that connection, so the request is answered with a sh
 or dead-lettered while the requests in flight on the consuming connection go on.
 The broker URL may list several nodes (`;`): the bridge connects to the first that
 answers and moves to the next when its node dies or stops answering heartbeats.
+
+An algorithm learnt from its workers (producer.algorithms.learnt, asked every
+SPEECH_LEARN_SECONDS) gets its `rpc.<operation>` queues declared and consumed within a
+second, on the consuming connection's thread, without a restart.
 """
 
 import argparse
@@ -49,9 +53,12 @@ from pika.exceptions import (
 )
 from pika.spec import Basic, BasicProperties
 
+from producer import tls
+from producer.algorithms.learnt import registry_for
 from producer.brokers import broker_urls, safe_url, virtual_host
 from producer.client.core import Client
-from producer.errors import InvalidInput, PayloadTooLarge, SpeechError
+from producer.client.learning import Learner
+from producer.errors import InvalidInput, PayloadTooLarge, SpeechError, access_denied
 from producer.servers import wire
 from producer.servers.bridge.request import (
     MAX_ERROR_CHARS,
@@ -61,7 +68,9 @@ from producer.servers.bridge.request import (
     encode_reply,
     parse_request,
 )
+from producer.servers.keys import RateLimit
 from producer.settings import settings
+from producer.topology import BRIDGE_QUEUE_PREFIX
 
 __all__ = ["MAX_ERROR_CHARS", "Bridge", "encode_reply", "parse_request", "run_bridge"]
 
@@ -88,13 +97,15 @@ def pika_parameters(url: str) -> Any:
         params.connection_attempts = 1
     if "socket_timeout" not in query:
         params.socket_timeout = settings().connect_timeout
+    if tls.uses_tls(url):
+        # the platform's context (peer verified, client certificate): never pika's default
+        params.ssl_options = pika.SSLOptions(tls.context(settings()), tls.server_hostname(url))
     return params
 
 
 log = logging.getLogger("speech.bridge")
 REPLY_PROPERTIES = {"content_type": "application/msgpack"}
-# The bridge consumes `rpc.<operation>` on the default exchange.
-QUEUE_PREFIX = "rpc."
+QUEUE_PREFIX = BRIDGE_QUEUE_PREFIX
 # AMQP reply code: while declaring, a queue exists with other arguments; while publishing,
 # the broker refused the message (too large, bad property).
 PRECONDITION_FAILED = 406
@@ -129,9 +140,15 @@ class Bridge:
         self.client = client
         self.concurrency = max(1, concurrency)
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="bridge-call")
-        # One queue per operation: rpc.asr, and rpc.speaker.verify once operations exist.
-        prefix = QUEUE_PREFIX
-        self.queues = {f"{prefix}{op}": op for op in [*wire.operations(client), "transcribe"]}
+        # each caller (its RabbitMQ user) held to SPEECH_RATE_LIMIT, as the gateway's keys are
+        rate, burst = settings().rate_limit, settings().rate_burst
+        self.rate_limit = RateLimit(rate, burst) if rate > 0 else None
+        # One queue per operation: rpc.asr, rpc.speaker.verify, and those of algorithms
+        # learnt from their workers (producer.algorithms.learnt) as they are learnt.
+        self.learnt = registry_for(client.catalog)
+        self._consumed_catalog = self.learnt.catalog
+        operations = [*self._consumed_catalog.operations, "transcribe"]
+        self.queues = {f"{QUEUE_PREFIX}{op}": op for op in operations}
         self.stopping = threading.Event()
         self.in_flight = 0  # touched only on the connection's thread
         # The Client's effective URL list (an explicit --broker beats CELERY_BROKER_URL).
@@ -155,8 +172,11 @@ class Bridge:
                 log.error("cannot declare the bridge queues on %s: %s", safe_url(url), exc)
                 return 1
             except AMQPConnectionError as exc:
-                log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc))
+                log.warning("broker %s unreachable or lost (%s)", safe_url(url), _reason(exc, url))
             except AMQPError as exc:
+                if denied := access_denied(exc):  # the user's rights: retrying cannot help
+                    log.error("bridge cannot serve on %s: %s", safe_url(url), denied)
+                    return 1
                 log.warning("AMQP error on %s: %r", safe_url(url), exc)
             if self.stopping.is_set():
                 break
@@ -211,18 +231,49 @@ class Bridge:
                 conn.close()
 
     def _keep_alive(self, conn: pika.BlockingConnection, replies: "ReplyConnection") -> None:
-        """Answer the reply connection's heartbeats while requests come in on `conn`."""
+        """Answer the reply connection's heartbeats while requests come in on `conn`, and
+        consume the queues of algorithms learnt meanwhile."""
         replies.service()
+        if self.learnt.catalog is not self._consumed_catalog and not self.stopping.is_set():
+            self._consume_learnt()
         if conn.is_open:
             conn.call_later(KEEPALIVE_SECONDS, lambda: self._keep_alive(conn, replies))
 
+    def _consume_learnt(self) -> None:
+        """Declare and consume `rpc.<operation>` for each operation learnt since the last
+        look (on the connection's thread, between deliveries)."""
+        self._consumed_catalog = known = self.learnt.catalog
+        new = {f"{QUEUE_PREFIX}{op}": op for op in known.operations}
+        new = {queue: op for queue, op in new.items() if queue not in self.queues}
+        if not new or not self._channels or not self._channels[0].is_open:
+            return
+        channel = self._channels[0]
+        self._declare_queues(channel, list(new))
+        self.queues.update(new)
+        for queue, operation in new.items():
+            channel.basic_consume(queue, partial(self._on_request, operation))
+        log.info("bridge consuming %s, learnt from their workers", ", ".join(new))
+
     def _declare(self, channel: BlockingChannel) -> None:
         dlx, dead = settings().bridge_dlx, settings().bridge_dead_queue
+        step = "Exchange.declare"  # pika's refusals do not say which method was refused
         try:
             channel.exchange_declare(dlx, "fanout", durable=True)
+            step = "Queue.declare"
             channel.queue_declare(dead, durable=True, arguments={**QUORUM, **DEAD_QUEUE_BOUNDS})
+            step = "Queue.bind"
             channel.queue_bind(dead, dlx)
-            for queue in self.queues:
+        except ChannelClosedByBroker as exc:
+            exc.method_name = step  # read by producer.errors.access_denied
+            if exc.reply_code == PRECONDITION_FAILED:
+                raise _conflict(exc) from exc
+            raise
+        self._declare_queues(channel, list(self.queues))
+
+    def _declare_queues(self, channel: BlockingChannel, queues: list[str]) -> None:
+        dlx = settings().bridge_dlx
+        try:
+            for queue in queues:
                 arguments = {
                     **QUORUM,
                     "x-dead-letter-exchange": dlx,
@@ -230,12 +281,9 @@ class Bridge:
                 }
                 channel.queue_declare(queue, durable=True, arguments=arguments)
         except ChannelClosedByBroker as exc:
+            exc.method_name = "Queue.declare"  # read by producer.errors.access_denied
             if exc.reply_code == PRECONDITION_FAILED:
-                raise QueuesConflict(
-                    f"{exc.reply_text}. Queues of an older bridge (other arguments) must be"
-                    " drained and deleted before this one can declare them"
-                    " (rabbitmqctl delete_queue --vhost VHOST QUEUE)"
-                ) from exc
+                raise _conflict(exc) from exc
             raise
 
     def _drain(self, conn: pika.BlockingConnection) -> None:
@@ -263,20 +311,29 @@ class Bridge:
             log.warning("request on %s dead-lettered unrun: %s", method.routing_key, exc)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
+        caller = caller_of(props)
         try:
             request = parse_request(body, operation)
         except InvalidInput as exc:
+            log.warning(
+                "%s request from %s refused: %s: %s", operation, caller, type(exc).__name__, exc
+            )
             self._answer(channel, method, props, encode_reply(exc))
+            return
+        if self.rate_limit is not None and (wait := self.rate_limit.take(caller)):
+            refused = self.rate_limit.refusal(wait)
+            log.warning("%s request from %s refused: %s", operation, caller, refused)
+            self._answer(channel, method, props, encode_reply(refused))
             return
         self.in_flight += 1
         conn = self.connection
         assert conn is not None
-        future = self.pool.submit(self._call, request)
+        future = self.pool.submit(self._call, request, caller)
         future.add_done_callback(
             lambda f: _threadsafe(conn, partial(self._finish, channel, method, props, f))
         )
 
-    def _call(self, request: Request) -> bytes:
+    def _call(self, request: Request, caller: str) -> bytes:
         operation = request.operation
         try:
             outcome = wire.invoke(
@@ -285,7 +342,9 @@ class Bridge:
             return encode_reply(outcome)
         except SpeechError as exc:
             if isinstance(exc, InvalidInput):  # the caller's mistake: one line, no traceback
-                log.warning("%s request refused: %s: %s", operation, type(exc).__name__, exc)
+                log.warning(
+                    "%s request from %s refused: %s: %s", operation, caller, type(exc).__name__, exc
+                )
             return encode_reply(exc)
         except Exception as exc:  # a bug must still answer the caller, not strand it
             log.exception("unexpected error running %s", operation)
@@ -402,11 +461,27 @@ class ReplyConnection:
                 conn.close()
 
 
-def _reason(exc: BaseException) -> str:
+def caller_of(props: BasicProperties) -> str:
+    """Who sent a request: its RabbitMQ user, from the `user_id` property the broker checks
+    against the connection's user (a request without it is "anonymous")."""
+    return f"user:{props.user_id}" if props.user_id else "anonymous"
+
+
+def _conflict(exc: ChannelClosedByBroker) -> QueuesConflict:
+    """The error for a queue that exists with other arguments."""
+    return QueuesConflict(
+        f"{exc.reply_text}. Queues of an older bridge (other arguments) must be"
+        " drained and deleted before this one can declare them"
+        " (rabbitmqctl delete_queue --vhost VHOST QUEUE)"
+    )
+
+
+def _reason(exc: BaseException, url: str = "") -> str:
     """What went wrong, in words: pika wraps a refused connection in two empty-looking errors."""
     cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     cause = getattr(cause, "exception", None) or cause  # pika's connector errors carry it
-    return str(cause) or type(cause).__name__
+    explained = tls.explain(cause, url) if url else None
+    return explained or str(cause) or type(cause).__name__
 
 
 def _threadsafe(conn: pika.BlockingConnection, callback: Any) -> None:
@@ -426,6 +501,8 @@ def run_bridge(client: Client, args: argparse.Namespace) -> int:
     bridge = Bridge(client, args.concurrency or settings().bridge_concurrency)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop())
+    learner = Learner(client, bridge.learnt).start()  # every SPEECH_LEARN_SECONDS
     status = bridge.run()
+    learner.stop()
     log.info("bridge stopped")
     return status

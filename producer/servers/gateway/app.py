@@ -19,6 +19,9 @@ GET /v1/algorithms answers every algorithm's declaration from the catalog (built
 installed plugins), and the OpenAPI document has a path per operation
 (producer.servers.gateway.openapi): the page and the document follow the catalog, no file edited.
 
+With SPEECH_GATEWAY_TLS_CERT and SPEECH_GATEWAY_TLS_KEY the gateway serves HTTPS (uvicorn's
+TLS), so audio and API keys are never in clear without a proxy in front.
+
 This module assembles the app: the routers (producer.servers.gateway.routes,
 producer.servers.jobs.routes), the error handlers, the middleware that bounds headers and
 closes unread bodies, and the try-it page. Imported only by the `serve` subcommand:
@@ -33,7 +36,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -41,20 +44,27 @@ from starlette.requests import ClientDisconnect
 import producer.servers.gateway.openapi as openapi
 import producer.servers.gateway.routes as routes
 import producer.servers.jobs.routes as jobs
+from producer.algorithms.learnt import registry_for
 from producer.client.core import Client
+from producer.client.learning import Learner
 from producer.errors import InvalidInput, SpeechError
 from producer.servers import wire
 from producer.servers.door import Door, Unauthorized, door
 from producer.servers.forms import UploadBudget
+from producer.servers.gateway.accounting import Accounting, Ledger
 from producer.servers.gateway.middleware import CloseUnreadBodies, HeaderLimits
 from producer.servers.keys import Keys, RateLimit, parse_keys
 from producer.settings import settings
+from producer.tls import gateway_files
 
 log = logging.getLogger("speech.gateway")
 
 STATIC = Path(__file__).with_name("static")
 # Statuses whose answers say when to come back (Retry-After).
 RETRY_LATER = (429, 503, 507)
+# Health pings in parallel beyond one per local algorithm: for those learnt from workers
+# (threads are made only when used).
+LEARNT_PINGS = 8
 
 
 def create_app(
@@ -69,21 +79,20 @@ def create_app(
     health_timeout: float = settings().health_timeout,
     upload_budget: int = settings().gateway_upload_budget,
     client_upload_share: int = settings().gateway_client_uploads,
+    access_log: bool = False,
 ) -> FastAPI:
     state = Door(
         client,
         calls=ThreadPoolExecutor(max(1, threads), thread_name_prefix="gateway-call"),
-        pings=ThreadPoolExecutor(len(client.algorithms), thread_name_prefix="gateway-ping"),
+        pings=ThreadPoolExecutor(
+            len(client.algorithms) + LEARNT_PINGS, thread_name_prefix="gateway-ping"
+        ),
         uploads=UploadBudget(upload_budget, client_upload_share),
         keys=Keys(parse_keys(api_key, api_keys)),
         rate_limit=RateLimit(rate_limit, rate_burst) if rate_limit > 0 else None,
         retry_after=retry_after,
         health_timeout=health_timeout,
-        listing={
-            "algorithms": list(client.algorithms),
-            "operations": wire.operations(client),
-            "declarations": client.catalog.describe(),
-        },
+        learnt=registry_for(client.catalog),  # the workers' algorithms join it as learnt
     )
     app = FastAPI(
         title="Speech platform gateway",
@@ -92,7 +101,11 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.door, app.state.jobs = state, jobs.Jobs(client)
+    app.state.ledger = ledger = Ledger()
     app.add_middleware(HeaderLimits)
+    app.add_middleware(
+        Accounting, ledger=ledger, operations=lambda: state.operations, access_log=access_log
+    )
     app.add_middleware(CloseUnreadBodies)  # outermost: also closes after a 431
     for error, handler in HANDLERS.items():
         app.add_exception_handler(error, handler)
@@ -100,8 +113,9 @@ def create_app(
     app.include_router(jobs.router)  # /v1/transcribe, /v1/jobs: before /v1/{algorithm}
     app.include_router(routes.calls)  # /v1/{algorithm}, which would take them
     app.add_api_route("/", _page, include_in_schema=False)
+    app.add_api_route("/metrics", _metrics, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    openapi.install(app, client.catalog, state.operations)  # POST /v1/<operation>, typed
+    openapi.install(app, lambda: state.catalog)  # POST /v1/<operation>, typed, as learnt
     return app
 
 
@@ -115,6 +129,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def _page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
+
+
+async def _metrics(request: Request) -> PlainTextResponse:
+    ledger: Ledger = request.app.state.ledger
+    return PlainTextResponse(ledger.prometheus(), media_type="text/plain; version=0.0.4")
 
 
 # --- every error in the same JSON shape: {"error": {"type", "message"}} -------------------
@@ -176,19 +195,28 @@ def serve(client: Client, args: argparse.Namespace) -> int:
 
     from producer.servers.gateway.http11 import GatewayProtocol
 
-    for name in ("speech.gateway", "speech.jobs"):  # uvicorn configures only its own loggers
+    # uvicorn configures only its own loggers
+    for name in ("speech.gateway", "speech.jobs", "speech.learn"):
         _log_to_stderr(logging.getLogger(name))
-    app = create_app(client)
+    https = gateway_files(settings())  # checked before anything starts
+    # the access log is the gateway's own (producer.servers.gateway.accounting): it names
+    # the caller's key, which uvicorn's cannot
+    app = create_app(client, access_log=args.access_log)
     app.state.jobs.start()  # this process runs jobs from the store (producer.servers.jobs.runner)
+    learner = Learner(client, app.state.door.learnt).start()  # every SPEECH_LEARN_SECONDS
     host = args.host or settings().gateway_host
     port = settings().gateway_port if args.port is None else args.port
+    cert, key = https or (None, None)
     uvicorn.run(
         app,
         host=host,
         port=port,
         http=GatewayProtocol,
         log_level=args.log_level,
-        access_log=args.access_log,
+        access_log=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
+    learner.stop()
     app.state.jobs.stop()
     return 0

@@ -5,7 +5,8 @@ the body as it arrives and types the options itself (producer.servers.forms,
 producer.algorithms.options). The document describes what that route accepts for each operation of
 the catalog, built-ins and plugins alike: `POST /v1/vad`, `POST /v1/speaker.verify`,
 `POST /v1/kws`, each with its options as typed query parameters and its clips as the
-request body. It is made once, when the app is created, from the declarations.
+request body. It is made when the app is created, from the declarations, and again when
+an algorithm is learnt from its workers.
 
 Query values are read as JSON literals (`?threshold=0.6`, `?stationary=true`); a list
 option is sent as one JSON array (`?include=["mfcc","f0"]`), so it is described as a
@@ -13,6 +14,7 @@ parameter with `application/json` content rather than as a repeated parameter.
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -47,14 +49,20 @@ RESULT = {
 }
 
 
-def install(app: FastAPI, catalog: Catalog, operations: list[str]) -> None:
-    """Make `app.openapi()` answer the document with one path per operation in
-    `operations` that `catalog` declares, generated now."""
-    document = build(app, catalog, operations)
+def install(app: FastAPI, current: Callable[[], Catalog]) -> None:
+    """Make `app.openapi()` answer the document with one path per operation of the catalog
+    `current()` gives, made again only when that catalog changes (an algorithm learnt from
+    its workers, producer.algorithms.learnt)."""
+    made: dict[int, dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        return document
+        catalog = current()
+        if id(catalog) not in made:  # a learnt algorithm replaces the catalog object
+            made.clear()
+            made[id(catalog)] = build(app, catalog, list(catalog.operations))
+        return made[id(catalog)]
 
+    openapi()  # the local declarations' document, made now
     app.openapi = openapi  # type: ignore[method-assign]
 
 

@@ -48,7 +48,7 @@ async def health(request: Request) -> JSONResponse:
     """Ping every algorithm queue: is a worker answering, and how fast."""
     state = door(request)
     loop = asyncio.get_running_loop()
-    names = list(state.client.algorithms)
+    names = list(state.catalog.names)
     probes = [
         loop.run_in_executor(state.pings, _probe, state.client, q, state.health_timeout)
         for q in names

@@ -29,7 +29,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from producer.algorithms.catalog import catalog
+from producer.algorithms.learnt import known
 from producer.algorithms.options import check_timeout, clips_for
 from producer.errors import InvalidInput, UnknownJob
 from producer.servers import operations, wire
@@ -55,17 +55,24 @@ class Jobs:
         self.client = client
         self.data_dir = Path(settings().data_dir)
         self.spool_dir = self.data_dir / "spool"
-        # The most clips and form fields any request may carry (the forms are read before
-        # the operation they name is known).
-        self.most_clips = max(clips_for(name) for name in operations.names())
-        self.most_fields = max(
-            len(operations.TRANSCRIBE_OPERATION.options) + 1,
-            *(len(op.options) + 1 for _, op in catalog().operations.values()),
-        ) + len(JOB_FIELDS)
         self.callbacks = Policy.parse(settings().callback_allow)
         self._lock = threading.Lock()
         self._store: JobStore | None = None
         self._runner: JobRunner | None = None
+
+    # The most clips and form fields any request may carry (the forms are read before the
+    # operation they name is known): asked each time, an algorithm learnt from its workers
+    # may take more.
+    @property
+    def most_clips(self) -> int:
+        return max(clips_for(name) for name in operations.names())
+
+    @property
+    def most_fields(self) -> int:
+        return max(
+            len(operations.TRANSCRIBE_OPERATION.options) + 1,
+            *(len(op.options) + 1 for _, op in known().operations.values()),
+        ) + len(JOB_FIELDS)
 
     @property
     def store(self) -> JobStore:
