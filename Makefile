@@ -112,6 +112,12 @@ bench: broker
 bench-algorithms: broker
 	$(PY) -m bench.algorithms
 
+# whisper batched against unbatched in one process, on the device present (CUDA if
+# nvidia-smi lists a GPU): requests/s and real-time factor, median of 5 rounds.
+.PHONY: bench-whisper
+bench-whisper: install
+	$(PY) -m bench.whisper_batch --rounds 5
+
 # Re-lock the dependency sets after editing requirements/*.in: requirements.txt is
 # everything (demo, tests), the role files are subsets pinned to the same versions.
 PIP_COMPILE := $(VENV)/bin/pip-compile -q --strip-extras --no-header --annotation-style=line \

@@ -73,6 +73,9 @@ class Settings:
     whisper_model: str = _from("SPEECH_WHISPER_MODEL", "")
     whisper_device: str = _from("SPEECH_WHISPER_DEVICE", "cpu", choices=("cpu", "cuda", "auto"))
     whisper_compute_type: str = _from("SPEECH_WHISPER_COMPUTE_TYPE", "")
+    # whisper's requests that arrive together run in one batched pass: "auto" batches on
+    # CUDA only (on the CPU a pass costs what its requests cost one by one), "on", "off".
+    whisper_batch: str = _from("SPEECH_WHISPER_BATCH", "auto", choices=("auto", "on", "off"))
 
     # --- Input limits and timeouts (checked by the producer, and again by the worker) --------
     max_payload_bytes: int = _from("SPEECH_MAX_PAYLOAD_BYTES", 32 * MIB)

@@ -4,6 +4,8 @@ Time limits: each hard limit stays far below RabbitMQ's consumer_timeout (30 min
 late-acked requests; the figures are for the longest audio (600 s) on a busy core.
 """
 
+from dataclasses import replace
+
 from producer.algorithms.declare import Algorithm, Operation, Option, Resources
 
 SECONDS = {"low": 0.0, "high": 60.0}
@@ -185,4 +187,36 @@ WHISPER = Algorithm(
     ),
 )
 
+# On CUDA the card does the model's work: the host's share (features, word alignment) is
+# numpy on one thread, and one process per GPU (`-c 1`, CUDA_VISIBLE_DEVICES) holds the
+# model in the card's memory. Host memory is an estimate (the CUDA runtime and cuBLAS
+# are mapped into the process), not a measurement: no GPU was at hand.
+WHISPER_CUDA_RESOURCES = Resources(threads=1, gpu=True, memory_mb=1500)
+# Requests (30 s windows at most) in one batched pass: SPEECH_BATCH_SIZE lowers it, e.g.
+# for a large model on a card with little memory.
+WHISPER_MAX_BATCH = 16
+
 BUILTINS: tuple[Algorithm, ...] = (ASR, VAD, SPEAKER, FEATURES, DENOISE, WHISPER)
+
+
+def whisper_batched(device: str, batch: str) -> bool:
+    """Whether whisper runs requests that arrive together in one pass: SPEECH_WHISPER_BATCH
+    "on" or "off", or "auto": on CUDA only. "auto" does not probe a device set to "auto":
+    the worker's main process must not touch CUDA before its pool forks."""
+    return batch == "on" or (batch == "auto" and device == "cuda")
+
+
+def builtins(device: str = "cpu", batch: str = "auto") -> tuple[Algorithm, ...]:
+    """The built-ins as a worker with these whisper settings (SPEECH_WHISPER_DEVICE,
+    SPEECH_WHISPER_BATCH) runs them: on CUDA whisper declares a GPU's resources, and when
+    batched its batch function (tasks.whisper:transcribe_batch)."""
+    whisper = WHISPER
+    if device == "cuda":
+        whisper = replace(whisper, resources=WHISPER_CUDA_RESOURCES)
+    if whisper_batched(device, batch):
+        (operation,) = whisper.operations
+        batched = replace(
+            operation, batch="tasks.whisper:transcribe_batch", max_batch=WHISPER_MAX_BATCH
+        )
+        whisper = replace(whisper, operations=(batched,))
+    return tuple(whisper if a is WHISPER else a for a in BUILTINS)

@@ -13,8 +13,9 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from producer.algorithms.builtins import BUILTINS
+from producer.algorithms.builtins import builtins
 from producer.algorithms.declare import Algorithm, AlgorithmError, Operation
+from producer.settings import settings
 
 log = logging.getLogger("speech.algorithms")
 ENTRY_POINT_GROUP = "speech.algorithms"
@@ -93,8 +94,10 @@ def build_catalog(
 
 @cache
 def catalog() -> Catalog:
-    """This process's catalog, built once: built-ins, then installed plugins by name."""
-    return build_catalog(list(BUILTINS), *load_plugins())
+    """This process's catalog, built once: built-ins (as this process's settings run them),
+    then installed plugins by name."""
+    conf = settings()
+    return build_catalog(list(builtins(conf.whisper_device, conf.whisper_batch)), *load_plugins())
 
 
 def _with_source(algorithm: Algorithm, dist: str) -> Algorithm:

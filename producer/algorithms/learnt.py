@@ -7,7 +7,8 @@ bridge, `call`, `status`) hands each round of answers to `Learnt.update`, which 
 algorithm), so options are typed and checked exactly as for a built-in. The rules:
 
 - a declaration made here (built-in or installed plugin) is never overridden: a worker
-  that declares the same name differently is reported as a conflict, the local one kept;
+  that declares the same name differently is reported as a conflict, the local one kept
+  (differently: in anything but its resources, which say how that worker runs it);
 - an algorithm learnt from workers stays known when its last worker is gone, marked
   unserved (for the life of the process): callers keep their routes, status says why.
 
@@ -85,6 +86,15 @@ def from_description(described: Mapping[str, Any]) -> Algorithm:
         raise AlgorithmError(f"not a declaration: {type(exc).__name__}: {exc}"[:300]) from None
 
 
+def contract(described: Any) -> Any:
+    """What a description promises callers, without its `resources`: those say how the
+    worker that sent it runs (whisper on a card declares a GPU's, on a CPU two threads),
+    so workers of one algorithm on different hardware do not disagree."""
+    if not isinstance(described, Mapping):
+        return described
+    return {key: value for key, value in described.items() if key != "resources"}
+
+
 def plain(value: Any) -> Any:
     """A description as it comes back over the wire (tuples are lists), for comparing."""
     if isinstance(value, Mapping):
@@ -137,8 +147,8 @@ class Learnt:
         offer was refused, if one was."""
         mine = self.local.algorithms.get(name)
         if mine is not None:
-            own = plain(mine.describe())
-            differ = [worker for worker, described in offered if described != own]
+            own = contract(plain(mine.describe()))
+            differ = [worker for worker, described in offered if contract(described) != own]
             if not differ:
                 return False, None
             return False, (
@@ -150,7 +160,7 @@ class Learnt:
             return False, f"{workers} declare {name!r}, a name the doors keep for themselves"
         kinds: list[Any] = []
         for _, described in offered:
-            if described not in kinds:
+            if contract(described) not in [contract(kind) for kind in kinds]:
                 kinds.append(described)
         adopted = self._described.get(name) not in kinds  # new, or its workers all replaced
         if adopted:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from producer import Client, InvalidAudio, InvalidOptions
-from tests.helpers import DATA, TRANSCRIPTS, Worker, word_errors
+from tests.helpers import DATA, TRANSCRIPTS, Vhost, Worker, word_errors
 
 FOX = DATA / "fox_kal16.wav"
 
@@ -110,3 +110,36 @@ def test_another_language_is_detected_and_transcribed(client: Client) -> None:
     assert result["language"] == "de" and result["language_probability"] > 0.5, result
     assert {"heute", "und", "leichter", "wind"} <= set(normalized(result["text"]).split())
     assert word_errors(normalized(reference), normalized(result["text"])) <= 6
+
+
+@pytest.mark.slow
+def test_batched_whisper_on_the_cpu_answers_each_clip_as_unbatched(own_vhost: Vhost) -> None:
+    from tasks.audio import decode
+    from tasks.whisper import transcribe
+    from tests.integration.test_batching import batches, together
+
+    # Given a whisper worker told to batch (SPEECH_WHISPER_BATCH=on; on CUDA it is the
+    # default), one process, gathering what arrives within 300 ms
+    env = {"SPEECH_WHISPER_BATCH": "on", "SPEECH_BATCH_WAIT_MS": "300"}
+    worker = Worker(own_vhost.url, "whisper", name="whisper-batched", env=env)
+    try:
+        worker.start(180).wait_warm("whisper")
+        names = list(TRANSCRIPTS)
+        with Client(own_vhost.url, timeout=300) as client:
+            client.call("whisper", FOX, timeout=120)  # the queue and reply path exist
+            # When every test clip is sent at once
+            answers = together(
+                [lambda n=n: client.call("whisper", DATA / n, timeout=300) for n in names]
+            )
+        # Then they ran in batched passes of several requests
+        assert max(batches(worker), default=0) >= 2, worker.log()[-2000:]
+    finally:
+        worker.stop()
+    # and each clip has the text, language and probability Whisper gives it alone
+    for name, answer in zip(names, answers, strict=True):
+        assert isinstance(answer, dict), (name, answer)
+        audio = decode((DATA / name).read_bytes(), max_seconds=600, max_bytes=1 << 30)
+        alone = transcribe(audio)
+        assert answer["text"] == alone["text"], name
+        assert answer["language"] == alone["language"] == "en", name
+        assert answer["language_probability"] == alone["language_probability"], name

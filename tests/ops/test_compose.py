@@ -16,6 +16,7 @@ from tests.helpers import REPO
 COMPOSE = REPO / "docker" / "docker-compose.yml"
 CLUSTER = REPO / "docker" / "docker-compose.cluster.yml"
 PLUGINS = REPO / "docker" / "docker-compose.plugins.yml"
+GPU = REPO / "docker" / "docker-compose.gpu.yml"
 TLS = REPO / "docker" / "docker-compose.tls.yml"
 CLUSTER_CONF = REPO / "docker" / "rabbitmq-cluster.conf"
 ENV_EXAMPLE = REPO / "docker" / ".env.example"
@@ -28,7 +29,10 @@ BUILTIN_QUEUES = tuple(a.name for a in BUILTINS)
 
 def _config(env_file: Path, *overrides: Path) -> subprocess.CompletedProcess[str]:
     # Only the env file may provide the deployment's variables.
-    prefixes = ("RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_", "SPEECH_", "POSTGRES_", "BASE_IMAGE")
+    prefixes = (
+        "RABBITMQ_", "FLOWER_", "BROKER_", "AMQP_", "SPEECH_", "POSTGRES_", "BASE_IMAGE",
+        "GPU_BASE_IMAGE",
+    )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     files = [arg for path in (COMPOSE, *overrides) for arg in ("-f", str(path))]
     return subprocess.run(
@@ -422,3 +426,39 @@ def test_tls_override_mounts_the_certificates_as_secrets_never_into_images(
 def _secret_names(service: dict[str, Any]) -> set[str]:
     # docker-compose 1.29 renders {"source": name}; newer versions may keep the name
     return {s["source"] if isinstance(s, dict) else s for s in service.get("secrets", [])}
+
+
+def test_whisper_on_a_gpu_is_one_single_process_batched_worker_per_card(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    # Without a CUDA base image named, the GPU override refuses to build, saying what to set
+    refused = _config(ENV_EXAMPLE, GPU)
+    assert refused.returncode != 0 and "set GPU_BASE_IMAGE in docker/.env" in refused.stderr
+    # Given one in the env file
+    env = tmp_path / "gpu.env"
+    env.write_text(ENV_EXAMPLE.read_text() + "\nGPU_BASE_IMAGE=registry.example/cuda12-py311\n")
+    services = _load(env, GPU)["services"]
+    # Then the deployment's own services are untouched, and whisper-gpu is added
+    assert set(services) == set(config["services"]) | {"whisper-gpu"}
+    gpu, cpu = services["whisper-gpu"], services["whisper"]
+    command = gpu["command"]
+    assert command[:4] == ["celery", "-A", "tasks", "worker"]
+    assert _option(command, "-Q") == "whisper" and _option(command, "-c") == "1"
+    assert _option(command, "-n") == "whisper@%h" and gpu["environment"]["QUEUE"] == "whisper"
+    # It reserves one card, which it sees as its device 0, and runs whisper on CUDA
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert device["device_ids"] == ["0"]
+    environment = gpu["environment"]
+    assert environment["CUDA_VISIBLE_DEVICES"] == "0"
+    assert environment["SPEECH_WHISPER_DEVICE"] == "cuda"
+    assert environment["SPEECH_WHISPER_BATCH"] == "auto"  # batched, as on CUDA by default
+    # on the worker image built from the CUDA base, with the built-in workers' broker,
+    # health check and restart policy
+    assert gpu["build"]["target"] == "worker"
+    assert gpu["build"]["args"]["BASE_IMAGE"] == "registry.example/cuda12-py311"
+    assert gpu["image"] != cpu["image"] and gpu["image"].startswith("speech-platform-gpu:")
+    assert environment["CELERY_BROKER_URL"] == cpu["environment"]["CELERY_BROKER_URL"]
+    assert gpu["healthcheck"]["test"] == cpu["healthcheck"]["test"]
+    assert gpu["depends_on"] == cpu["depends_on"] and gpu["restart"] == "unless-stopped"
+    assert "container_name" not in gpu and "ports" not in gpu

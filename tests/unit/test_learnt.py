@@ -107,6 +107,24 @@ def test_a_worker_never_overrides_a_local_declaration_and_the_conflict_is_report
     assert "transcribe" not in learnt.catalog.names and "transcribe" in learnt.conflicts
 
 
+def test_a_worker_on_other_hardware_is_no_conflict() -> None:
+    from producer.algorithms.builtins import builtins
+
+    # Given whisper on a GPU worker, batched: a GPU's resources, one host thread
+    (on_a_card,) = [a for a in builtins("cuda", "auto") if a.name == "whisper"]
+    assert on_a_card.resources.gpu
+    # When it answers a door whose own whisper is the CPU's
+    learnt = builtins_only()
+    assert not learnt.update({"whisper-gpu@h": {"whisper": wire(on_a_card)}})
+    # Then nothing is reported: only resources differ, and callers send the same calls
+    assert learnt.conflicts == {}
+    # but a worker whose options differ still is
+    other = wire(on_a_card)
+    other["operations"]["whisper"]["options"]["beam_size"]["high"] = 20
+    learnt.update({"odd@h": {"whisper": other}})
+    assert "odd@h declare 'whisper' differently" in learnt.conflicts["whisper"]
+
+
 def test_an_algorithm_whose_last_worker_is_gone_stays_listed_unserved() -> None:
     learnt = builtins_only()
     learnt.update({"w1@h": {"echo": wire(ECHO_PLUGIN)}, "w2@h": {"echo": wire(ECHO_PLUGIN)}})
