@@ -78,6 +78,27 @@ def test_every_builtin_algorithm_has_a_worker_service(config: dict[str, Any]) ->
         assert command[command.index("-n") + 1] == f"{algorithm}@%h"
 
 
+def _seconds(duration: str) -> float:
+    """A compose duration (`160s`, `8m10s`, or `docker-compose config`'s seconds) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    total, number = 0.0, ""
+    for char in str(duration):
+        if char.isdigit() or char == ".":
+            number += char
+        else:
+            total, number = total + float(number) * units[char], ""
+    return total + (float(number) if number else 0)
+
+
+def test_a_stopping_worker_lets_its_longest_request_finish(config: dict[str, Any]) -> None:
+    # A warm shutdown waits for the running task; a grace shorter than the algorithm's hard
+    # time limit kills it midway (redelivered, but the work so far is lost)
+    for algorithm in BUILTINS:
+        limit = max(op.time_limit for op in algorithm.operations)
+        grace = _seconds(config["services"][algorithm.name]["stop_grace_period"])
+        assert grace > limit, (algorithm.name, grace, limit)
+
+
 def test_workers_scale_health_check_and_restart(config: dict[str, Any]) -> None:
     for name, service in config["services"].items():
         assert service.get("restart") == "unless-stopped", name
