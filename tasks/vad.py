@@ -4,6 +4,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks.audio import SAMPLE_RATE
 
@@ -114,6 +115,8 @@ def detect_each(requests: list[tuple[list[np.ndarray], dict[str, Any]]]) -> list
     for clips, options in requests:
         try:
             out.append(detect(clips[0], **options))
+        except SoftTimeLimitExceeded:  # the batch's time is up: tasks/batch.py ends it
+            raise
         except Exception as exc:  # fails alone
             out.append(exc)
     return out

@@ -53,3 +53,19 @@ def test_a_failing_request_in_a_vad_batch_gets_its_own_error() -> None:
     made = detect_each([([good], options("vad")), ([np.zeros(10, np.float64)], {"bad": 1})])
     assert made[0]["segments"]
     assert isinstance(made[1], TypeError)
+
+
+def test_a_vad_batch_whose_time_is_up_ends_as_a_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    import tasks.vad
+
+    # Given a batch whose soft time limit strikes during its first request
+    def out_of_time(*_: object, **__: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(tasks.vad, "detect", out_of_time)
+    # Then the batch ends there (tasks/batch.py answers each request with the time limit)
+    # instead of running the next request past it
+    with pytest.raises(SoftTimeLimitExceeded):
+        tasks.vad.detect_each([([clip("fox_kal16.wav")], options("vad"))] * 2)
