@@ -42,9 +42,9 @@ MAJORITY_SERVES_S = 15.0
 # A healed or resumed node restarts its broker app and rejoins: measured under 2 s.
 REJOINS_S = 30.0
 # A Client whose first node is cut off answers again through the majority within this.
-# Measured 6.8-14.6 s in eight runs, 19.96 s and 20.1 s in two (~6 s until the majority
-# drops the cut node, then a new leader; in the slow runs the majority nacked publishes to
-# asr for ~12 s more).
+# Measured 6.8-14.6 s in eight runs, then 19.96-20.1 s in three in a row (~6 s until the
+# majority drops the cut node, then a new leader; in the slow runs the majority nacked
+# publishes to asr for ~12 s more).
 # Meanwhile the channels the Client opens on the majority hold their first publish to a
 # quorum queue inside the broker (RabbitMQ 3.10's rabbit_fifo_client registers an enqueuer
 # synchronously, and a follower holds that until a leader is elected): the Client waits for
