@@ -172,40 +172,32 @@ def _caller(names: Names, role: str, user: str) -> Rule:
     what = {"producer": "producer.Client, python -m producer ...",
             "gateway": "python -m producer serve (and its jobs)"}[role]  # fmt: skip
     reply = _reply_queue(names)
-    # the gateway asks the workers which algorithms they serve (a control broadcast);
-    # a producer does not (without it, a Client cannot send workers control commands)
-    learn = _learning(names) if role == "gateway" else Learning()
+    # the gateway asks the workers which algorithms they serve: a broadcast on the control
+    # exchange, the answers on a reply queue of its own. A producer does not (without
+    # it, a Client cannot send workers control commands).
+    asks = role == "gateway"
+    broadcast = (names.pidbox,) if asks else ()
+    answered_on = (names.reply_pidbox,) if asks else ()
+    answers = (_celery_queues(names)["replies"],) if asks else ()
     return Rule(
         role, user, what,
-        configure=pattern((names.event_exchange, *learn.names), (reply, *learn.regexes)),
-        write=pattern((names.exchange, names.event_exchange, *learn.names[:1]), learn.regexes),
-        read=pattern(learn.names[1:], (reply, *learn.regexes)),
+        configure=pattern((names.event_exchange, *broadcast, *answered_on), (reply, *answers)),
+        write=pattern((names.exchange, names.event_exchange, *broadcast), answers),
+        read=pattern(answered_on, (reply, *answers)),
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Learning:
-    """What a door needs to ask the workers for their declarations (a broadcast on the
-    control exchange, answers on a reply queue of its own)."""
-
-    names: tuple[str, ...] = ()  # the control exchange, then the replies' exchange
-    regexes: tuple[str, ...] = ()  # the reply queue
-
-
-def _learning(names: Names) -> Learning:
-    return Learning((names.pidbox, names.reply_pidbox), (_celery_queues(names)["replies"],))
 
 
 def _bridge(names: Names, user: str) -> Rule:
     reply = _reply_queue(names)
-    learn = _learning(names)
+    answers = _celery_queues(names)["replies"]  # the workers' declarations, asked for
     # every rpc.<operation> queue, those of algorithms learnt from workers included
     rpc = rf"{re.escape(names.bridge_prefix)}.+"
     return Rule(
         "bridge", user, "python -m producer bridge",
         configure=pattern(
-            (names.event_exchange, names.bridge_dead, names.bridge_dlx, *learn.names),
-            (rpc, reply, *learn.regexes),
+            (names.event_exchange, names.bridge_dead, names.bridge_dlx, names.pidbox,
+             names.reply_pidbox),
+            (rpc, reply, answers),
         ),
         # requests (as a Client), events, the dead queue's binding, replies to its callers,
         # the dead-letter exchange its queues name (RabbitMQ checks it at their declare)
@@ -213,9 +205,9 @@ def _bridge(names: Names, user: str) -> Rule:
         write=pattern(
             (names.exchange, names.event_exchange, names.bridge_dead, names.bridge_dlx,
              DEFAULT_EXCHANGE, names.pidbox),
-            learn.regexes,
+            (answers,),
         ),
-        read=pattern((names.bridge_dlx, names.reply_pidbox), (rpc, reply, *learn.regexes)),
+        read=pattern((names.bridge_dlx, names.reply_pidbox), (rpc, reply, answers)),
     )  # fmt: skip
 
 
