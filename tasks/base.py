@@ -23,6 +23,8 @@ log = logging.getLogger("speech.worker")
 
 app = Celery("speech", task_cls="tasks.guard:SpeechTask")
 app.config_from_object("celeryconfig")
+# rpc://, with answers a node cannot route noticed and sent through another (tasks/answers.py)
+app.conf.result_backend = "tasks.answers:AnswerBackend"
 
 
 @app.on_after_finalize.connect

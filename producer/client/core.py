@@ -32,7 +32,7 @@ from producer.algorithms.options import check_timeout
 from producer.client.describe import args_repr, kwargs_repr
 from producer.client.events import SentEvents
 from producer.client.links import Nodes, Publisher, PublishLate
-from producer.client.replies import ReplyApp, ReplyBackend, ReplyPathLost
+from producer.client.replies import ReplyApp, ReplyBackend, ReplyPathLost, seen_through
 from producer.client.transcribe import Audio, transcribe
 from producer.errors import (
     AccessDenied,
@@ -108,7 +108,8 @@ class Client:
         self.app.conf.result_backend = f"{ReplyBackend.__module__}:{ReplyBackend.__name__}"
         self.app.conf.result_backend_thread_safe = True
         self.replies: ReplyBackend = self.app.backend
-        self.replies.follow(self.nodes, settings().node_patience)
+        patience = settings().node_patience
+        self.replies.follow(self.nodes, patience, seen_through(self.publisher, patience))
         # Celery would publish task-sent events through the task's producer, waiting for a
         # second confirm per call: a thread of the Client's own does (producer/client/events.py).
         self.app.conf.task_send_sent_event = False

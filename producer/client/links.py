@@ -80,14 +80,16 @@ class Nodes:
     other node for `AWAY_SECONDS`, so that nodes that merely nacked (a quorum queue electing
     a leader) are tried before it again. A node that nacked a publish to a queue that is not
     full is left *soft*: it goes to the back among the nodes not left hard. Everyone
-    listening is told (the Client's reply thread leaves the node too)."""
+    listening is told, with which of the two it was: the publishers drop their idle links
+    to the node either way; the Client's reply thread leaves a node left hard, and one left
+    soft only if the other nodes no longer see its reply queue (producer/client/replies.py)."""
 
     def __init__(self, urls: str | Iterable[str]) -> None:
         self._urls = broker_urls(urls)
         if not self._urls:
             raise BrokerUnavailable("no broker URL configured (CELERY_BROKER_URL)")
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[str, bool], None]] = []
         self._away_until: dict[str, float] = {}
         self.left = 0  # times a node was left
 
@@ -98,7 +100,8 @@ class Nodes:
             back = sorted(away, key=away.__getitem__)  # the longest away first
             return [u for u in self._urls if u not in away] + back
 
-    def subscribe(self, listener: Callable[[str], None]) -> None:
+    def subscribe(self, listener: Callable[[str, bool], None]) -> None:
+        """`listener(url, soft)` hears of every node left."""
         self._listeners.append(listener)
 
     def leave(self, url: str, why: object, *, quiet: bool = False, soft: bool = False) -> None:
@@ -116,7 +119,7 @@ class Nodes:
         log.log(logging.WARNING if loud else logging.INFO, "leaving RabbitMQ node %s: %s",
                 safe_url(url), why)  # fmt: skip
         for listener in self._listeners:
-            listener(url)
+            listener(url, soft)
 
 
 class _Connection(pyamqp.Connection):  # type: ignore[misc]
@@ -465,7 +468,8 @@ class Publisher:
                 return
         link.close()
 
-    def _drop_idle_on(self, url: str) -> None:
+    def _drop_idle_on(self, url: str, soft: bool) -> None:
+        # (soft too: the next publish there starts on a fresh channel)
         with self._lock:
             dropped = [link for link in self._idle if link.url == url]
             self._idle = [link for link in self._idle if link.url != url]

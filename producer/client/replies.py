@@ -25,9 +25,11 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from amqp.exceptions import NotFound, ResourceLocked
 from celery import Celery
 from celery.backends.base import BaseBackend
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -38,7 +40,7 @@ from producer.errors import BrokerUnavailable, SpeechError, access_denied
 from producer.topology import REPLY_QUEUE_PREFIX
 
 if TYPE_CHECKING:
-    from producer.client.links import Nodes
+    from producer.client.links import Nodes, Publisher
 
 log = logging.getLogger("speech.replies")
 
@@ -54,7 +56,31 @@ class ReplyPathLost(SpeechError):
 
 
 class _Left(ConnectionError):
-    """The Client left the reply connection's node (its publishes found it silent)."""
+    """The Client left the reply connection's node: its publishes found it silent, or the
+    other nodes no longer see its reply queue."""
+
+
+def seen_through(publisher: "Publisher", patience: float) -> Callable[[str], bool]:
+    """`seen(queue)` for ReplyBackend.follow: whether the node the publishers use now
+    knows the reply queue. No answer within `patience` counts as yes."""
+
+    def seen(name: str) -> bool:
+        def declare(conn: Any) -> bool:
+            try:
+                with conn.channel() as channel:
+                    channel.queue_declare(name, passive=True)
+            except ResourceLocked:  # exclusive to the reply connection: it is there
+                return True
+            except NotFound:
+                return False
+            return True
+
+        try:
+            return bool(publisher.run(declare, time.monotonic() + patience))
+        except Exception:  # noqa: BLE001  (no answer: not a reason to leave)
+            return True
+
+    return seen
 
 
 @dataclass
@@ -89,17 +115,27 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         self._nodes: Nodes | None = None
         self._patience = 2.0
         self._url: str | None = None  # the node the consumer is connected to
-        self._leave = threading.Event()  # set when the Client left that node
+        self._leave = threading.Event()  # set when the Client left that node (hard)
+        self._doubt = threading.Event()  # set when it left it soft (a nack)
+        self._seen: Callable[[str], bool] | None = None
 
-    def follow(self, nodes: "Nodes", patience: float) -> None:
-        """Connect in the order of `nodes`, leave a node the publishers left, and leave
-        one that stays silent for `patience` seconds and then does not answer."""
-        self._nodes, self._patience = nodes, patience
+    def follow(
+        self, nodes: "Nodes", patience: float, seen: Callable[[str], bool] | None = None
+    ) -> None:
+        """Connect in the order of `nodes`; leave a node the publishers left hard, and one
+        that stays silent for `patience` seconds and then does not answer.
+
+        A node the publishers left soft (it nacked a publish: a quorum queue without a
+        leader) is left only if `seen(reply queue)` says the other nodes no longer see
+        the reply queue: cut off from them, the workers' answers could not reach it. While
+        a queue elects a leader every node nacks, and a reply connection leaving each one
+        in turn would lose the answers to every call in flight, each time."""
+        self._nodes, self._patience, self._seen = nodes, patience, seen
         nodes.subscribe(self._node_left)
 
-    def _node_left(self, url: str) -> None:
+    def _node_left(self, url: str, soft: bool) -> None:
         if url == self._url:
-            self._leave.set()
+            (self._doubt if soft else self._leave).set()
 
     # --- the calling side ---------------------------------------------------------------
     def expect(self, task_id: str, timeout: float) -> str:
@@ -240,6 +276,8 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
         consumer.consume()
         self._url = _node_url(conn, self._nodes)
         self._leave.clear()
+        self._doubt.clear()
+        checked = 0.0  # when the other nodes were last asked whether they see the queue
         with self._lock:
             self._queue_name, self._last_error = name, None
             self._generation += 1
@@ -255,6 +293,11 @@ class ReplyBackend(BaseBackend):  # type: ignore[misc]
             conn.heartbeat_check()
             if self._leave.is_set():
                 raise _Left(f"left {conn.as_uri()}: the Client's publishes found it silent")
+            if self._doubt.is_set() and time.monotonic() - checked >= self._patience:
+                self._doubt.clear()
+                checked = time.monotonic()
+                if self._seen is not None and not self._seen(name):
+                    raise _Left(f"left {conn.as_uri()}: the other nodes no longer see {name}")
             if raw.bytes_recv != last_recv:
                 heard, last_recv = time.monotonic(), raw.bytes_recv
             elif time.monotonic() - heard > self._patience:

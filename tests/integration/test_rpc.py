@@ -71,3 +71,35 @@ def test_thread_pools_replaced_again_and_again_never_lose_a_reply(
         assert len(answers) == 64
     # And the Client still holds the one reply queue it had, whatever the threads seen
     assert _reply_queues(vhost) == before
+
+
+def test_the_reply_queue_stays_on_a_node_that_nacked_while_the_others_see_it(
+    broker_url: str, asr_worker: Worker
+) -> None:
+    # Given a Client whose reply queue stands (a call answered through it)
+    with Client(broker_url) as client:
+        assert client.ping("asr", timeout=10, echo=1)["echo"] == 1
+        replies, url = client.replies, client.nodes.preferred()[0]
+        name = replies._queue_name
+        assert name is not None and replies._seen is not None
+        # (the node the publishers use sees it, and knows no queue of a made-up name)
+        assert replies._seen(name) and not replies._seen(f"{name}-not-there")
+        # When its node nacks a publish (left soft), while the queue is seen
+        client.nodes.leave(url, "nacked a publish", soft=True)
+        time.sleep(2 * replies._patience + 1)  # past the thread's next look
+        # Then the reply connection stays, and answers come through the same queue
+        assert (replies._queue_name, replies.reconnects) == (name, 0)
+        assert client.ping("asr", timeout=10, echo=2)["echo"] == 2
+        # When the node nacks again but no longer seems to see the queue (cut off)
+        replies._seen = lambda queue: False
+        client.nodes.leave(url, "nacked a publish", soft=True)
+        # Then the reply connection moves (here: a fresh one, with a fresh queue)
+        wait_for(lambda: replies.reconnects == 1, 10, "the reply connection to move")
+        assert client.ping("asr", timeout=10, echo=3)["echo"] == 3
+        assert replies._queue_name not in (None, name)
+        # And a node left hard is left without asking
+        moved = replies._queue_name
+        client.nodes.leave(url, "no confirm")
+        wait_for(lambda: replies.reconnects == 2, 10, "the reply connection to move")
+        assert client.ping("asr", timeout=10, echo=4)["echo"] == 4
+        assert replies._queue_name != moved

@@ -39,9 +39,10 @@ def test_a_node_left_hard_comes_back_in_turn_once_its_time_away_is_over(
 
 
 def test_every_listener_hears_of_a_node_left_once_per_leave() -> None:
-    heard: list[str] = []
+    heard: list[tuple[str, bool]] = []
     nodes = Nodes(f"{A};{B}")
-    nodes.subscribe(heard.append)
+    nodes.subscribe(lambda url, soft: heard.append((url, soft)))
     nodes.leave(B, "nacked", soft=True)
+    nodes.leave(A, "no confirm")
     nodes.leave("amqp://elsewhere//", "not one of ours")
-    assert heard == [B]
+    assert heard == [(B, True), (A, False)]
