@@ -6,10 +6,14 @@ When that connection breaks, kombu reconnects to the next node of the broker lis
 during a partition that can be a node cut off from the others that has not paused yet
 (RabbitMQ 3.10 goes on taking connections for ~8 s after it decides to pause). That node
 does not know a reply queue declared on the other side since the cut, where the callers
-went: it drops the answer as unroutable and still confirms it, and the answers the worker
-sends until that node closes its connections are lost without a word.
+went: it drops the answer as unroutable and still confirms it, or takes it and answers
+nothing, and the answers the worker sends until that node closes its connections are lost
+without a word, or wait with the worker.
 
-So answers go out with `mandatory`: RabbitMQ returns one it cannot route (NO_ROUTE)
+So an answer not confirmed within twice SPEECH_NODE_PATIENCE (4 s), or refused, is sent
+again through the next node of the list (kombu alone would reconnect to the same node), for
+as long as it takes: a resource alarm that blocks publishers delays it, never drops it.
+And answers go out with `mandatory`: RabbitMQ returns one it cannot route (NO_ROUTE)
 before it confirms it. The answer is then offered, over a connection of its own, to the
 other nodes of the list in turn, until one takes it or also returns it. A return from a
 second node means no node knows the queue: the caller is gone (it closed, or its reply
@@ -17,9 +21,9 @@ queue moved with its connection after the call gave up), and the answer is dropp
 Celery would. A node that does not take a connection within a second is skipped for
 `AWAY_SECONDS`, so a dead node costs one attempt, not one per answer.
 
-Not covered: a reply queue declared before the cut on the majority's side is still known
-to the cut-off node (until it notices its peers are gone), which routes the answer to a
-node it cannot reach, without a return.
+A reply queue declared before the cut on the majority's side is still known to the
+cut-off node (until it notices its peers are gone), which routes the answer towards a node
+it cannot reach: no return, and no confirm either, so the confirm's bound moves it on.
 """
 
 import logging
@@ -34,10 +38,12 @@ from kombu.exceptions import OperationalError
 from kombu.utils.url import parse_url
 
 from producer.brokers import broker_urls, safe_url
+from producer.settings import settings
 
 log = logging.getLogger("speech.worker")
 
 NO_ROUTE = 312  # AMQP's reply code for a mandatory message that matched no queue
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 CONNECT_SECONDS = 1.0  # to offer an answer to another node
 AWAY_SECONDS = 30.0  # a node that did not take that connection is skipped this long
 _away_until: dict[str, float] = {}  # per pool process
@@ -69,11 +75,27 @@ class AnswerBackend(RPCBackend):  # type: ignore[misc]
             "correlation_id": correlation_id,
             "serializer": self.serializer,
             "delivery_mode": self.delivery_mode,
-            "mandatory": True,
+            # (RabbitMQ counts a message to a direct reply-to name as not routed, and would
+            # return it: those go out as Celery sends them)
+            "mandatory": not routing_key.startswith(DIRECT_REPLY_TO),
         }
         with self.app.amqp.producer_pool.acquire(block=True) as producer:
+
+            def next_node(exc: BaseException, interval: float) -> None:
+                # kombu would reconnect to the same node first: a node that took the answer
+                # without confirming it in time may never do so (a cut-off node pausing)
+                log.info("answer to %s: %r; publishing through the next node", task_id, exc)
+                producer.connection.maybe_switch_next()
+
             try:
-                producer.publish(body, retry=True, retry_policy=self.retry_policy, **message)
+                producer.publish(
+                    body,
+                    retry=True,
+                    # as long as it takes (a resource alarm, a broker down): nothing is lost
+                    retry_policy={**self.retry_policy, "max_retries": None, "errback": next_node},
+                    confirm_timeout=2 * settings().node_patience,
+                    **message,
+                )
                 return result
             except ChannelError as exc:
                 if not _returned(exc):

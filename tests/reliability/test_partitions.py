@@ -41,16 +41,19 @@ STOPS_SERVING_S = 22.0
 MAJORITY_SERVES_S = 15.0
 # A healed or resumed node restarts its broker app and rejoins: measured under 2 s.
 REJOINS_S = 30.0
-# A Client whose first node is cut off answers again through the majority within this.
-# Measured 6.8-14.6 s in eight runs, then 19.96-20.1 s in three in a row (~6 s until the
-# majority drops the cut node, then a new leader; in the slow runs the majority nacked
-# publishes to asr for ~12 s more).
-# Meanwhile the channels the Client opens on the majority hold their first publish to a
-# quorum queue inside the broker (RabbitMQ 3.10's rabbit_fifo_client registers an enqueuer
-# synchronously, and a follower holds that until a leader is elected): the Client waits for
-# those instead of taking the nodes for hung (producer/client/links.py, Link.probe). The
-# goal is 15 s; the bound leaves the slowest runs seen 10 s more.
-CLIENT_BACK_S = 30.0
+# A Client whose first node is cut off answers again through the majority within this:
+# ~4 s until its publishes find the node silent, ~6 s until the majority drops the cut
+# node, then a new leader for asr (measured 6.6-10.8 s in eight runs). Meanwhile the
+# channels the Client opens on the majority hold their first publish to a quorum queue
+# inside the broker (RabbitMQ 3.10's rabbit_fifo_client registers an enqueuer
+# synchronously, and a follower holds that until a leader is elected): the Client waits
+# for those instead of taking the nodes for hung (producer/client/links.py, Link.probe).
+# Two things once made it ~20 s, one run in two: the Client's reply connection leaving
+# each majority node that nacked while asr elected its leader (every call in flight then
+# published again, to a reply queue that moved once more), and workers whose answers went
+# through the cut node before it paused, which dropped them as unroutable
+# (tasks/answers.py).
+CLIENT_BACK_S = 15.0
 # Seconds the node stays cut off under load: longer than the Client needs to move off it.
 CUT_LASTS_S = 25.0
 

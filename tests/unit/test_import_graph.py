@@ -3,8 +3,9 @@
 producer/ (the client library and its servers) never imports tasks/ (the workers), nor
 the top-level settings modules (celeryconfig.py, flowerconfig.py), which are built from
 producer.settings; tasks/ may import the shared vocabulary of producer/ (errors, arrays,
-topology, the declarations) and nothing else of it. Every import counts, also those
-inside functions and under `if TYPE_CHECKING:`: a circle for annotations is a circle.
+topology, broker URL lists, the declarations) and nothing else of it. Every import counts,
+also those inside functions and under `if TYPE_CHECKING:`: a circle for annotations is a
+circle.
 """
 
 import ast
@@ -15,7 +16,7 @@ from tests.helpers import REPO
 PACKAGES = ("producer", "tasks")
 TOP_LEVEL = ("celeryconfig.py", "flowerconfig.py")
 SHARED = {
-    "producer", "producer.errors", "producer.topology", "producer.settings",
+    "producer", "producer.errors", "producer.topology", "producer.settings", "producer.brokers",
     "producer.algorithms", "producer.algorithms.declare", "producer.algorithms.arrays",
     "producer.algorithms.builtins", "producer.algorithms.catalog",
 }  # fmt: skip
