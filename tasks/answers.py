@@ -46,6 +46,7 @@ NO_ROUTE = 312  # AMQP's reply code for a mandatory message that matched no queu
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 CONNECT_SECONDS = 1.0  # to offer an answer to another node
 AWAY_SECONDS = 30.0  # a node that did not take that connection is skipped this long
+RETRY_PAUSE = 0.2  # between two attempts to publish an answer
 _away_until: dict[str, float] = {}  # per pool process
 
 
@@ -80,28 +81,9 @@ class AnswerBackend(RPCBackend):  # type: ignore[misc]
             "mandatory": not routing_key.startswith(DIRECT_REPLY_TO),
         }
         with self.app.amqp.producer_pool.acquire(block=True) as producer:
-
-            def next_node(exc: BaseException, interval: float) -> None:
-                # kombu would reconnect to the same node first: a node that took the answer
-                # without confirming it in time may never do so (a cut-off node pausing)
-                log.info("answer to %s: %r; publishing through the next node", task_id, exc)
-                producer.connection.maybe_switch_next()
-
-            try:
-                producer.publish(
-                    body,
-                    retry=True,
-                    # as long as it takes (a resource alarm, a broker down): nothing is lost
-                    retry_policy={**self.retry_policy, "max_retries": None, "errback": next_node},
-                    confirm_timeout=2 * settings().node_patience,
-                    **message,
-                )
+            here = self._publish(producer, task_id, body, message)
+            if here is None:
                 return result
-            except ChannelError as exc:
-                if not _returned(exc):
-                    raise
-                here = _where(producer.connection.as_uri())
-                _settle(producer)
         for url in self._others(here):
             try:
                 if self._offer(url, body, message):
@@ -119,6 +101,38 @@ class AnswerBackend(RPCBackend):  # type: ignore[misc]
             task_id, routing_key,
         )  # fmt: skip
         return result
+
+    def _publish(
+        self, producer: Any, task_id: str, body: Any, message: dict[str, Any]
+    ) -> tuple[str, int] | None:
+        """Publish until a node confirms the answer (None) or returns it (its address).
+
+        An answer not confirmed within twice SPEECH_NODE_PATIENCE, or refused, goes again
+        through the next node (kombu's own retry would reconnect to the same node first),
+        as long as it takes: a resource alarm or a broker down delays it, never drops it."""
+        confirm = 2 * settings().node_patience
+        while True:
+            connection = producer.connection
+            retryable = (
+                OperationalError,
+                *connection.recoverable_connection_errors,
+                *connection.recoverable_channel_errors,
+            )
+            try:
+                producer.publish(body, confirm_timeout=confirm, **message)
+                return None
+            except retryable as exc:
+                log.info("answer to %s: %r; publishing through the next node", task_id, exc)
+                connection.collect()
+                connection.maybe_switch_next()
+                producer.revive(connection)
+                time.sleep(RETRY_PAUSE)
+            except ChannelError as exc:
+                if not _returned(exc):
+                    raise
+                here = _where(connection.as_uri())
+                _settle(producer)
+                return here
 
     def _others(self, here: tuple[str, int]) -> list[str]:
         """The broker's other nodes, in the list's order, without those away."""
