@@ -9,6 +9,8 @@ the same (the bridge builds its pika parameters from them).
 import urllib.parse
 from collections.abc import Iterable
 
+AMQP_PORT = 5672
+AMQPS_PORT = 5671  # RabbitMQ's TLS listener by convention (IANA)
 MANAGEMENT_PORT = 15672  # RabbitMQ's management plugin default
 MANAGEMENT_TLS_PORT = 15671  # the same over HTTPS, for brokers reached with amqps://
 
@@ -17,6 +19,15 @@ def broker_urls(url_or_list: str | Iterable[str]) -> list[str]:
     """The URLs of a `;`-separated string (or a list of such strings), blanks dropped."""
     parts = [url_or_list] if isinstance(url_or_list, str) else list(url_or_list)
     return [url.strip() for part in parts for url in part.split(";") if url.strip()]
+
+
+def address(url: str) -> tuple[str, int]:
+    """(host, port) that `url` reaches, to tell nodes apart: `localhost` is 127.0.0.1, and
+    a URL without a port has AMQP's (AMQPS_PORT for amqps://)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or (AMQPS_PORT if parts.scheme == "amqps" else AMQP_PORT)
+    return ("127.0.0.1" if host == "localhost" else host), port
 
 
 def virtual_host(url: str) -> str:

@@ -24,7 +24,6 @@ from producer.errors import InvalidSetting
 from producer.settings import Settings
 
 TLS_SCHEME = "amqps"
-AMQPS_PORT = 5671  # RabbitMQ's TLS listener by convention (IANA)
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
 

@@ -35,9 +35,8 @@ from amqp.exceptions import AMQPError, ChannelError
 from celery.backends.rpc import RPCBackend
 from kombu import Producer
 from kombu.exceptions import OperationalError
-from kombu.utils.url import parse_url
 
-from producer.brokers import broker_urls, safe_url
+from producer.brokers import address, broker_urls, safe_url
 from producer.settings import settings
 
 log = logging.getLogger("speech.worker")
@@ -130,7 +129,7 @@ class AnswerBackend(RPCBackend):  # type: ignore[misc]
             except ChannelError as exc:
                 if not _returned(exc):
                     raise
-                here = _where(connection.as_uri())
+                here = address(connection.as_uri())
                 _settle(producer)
                 return here
 
@@ -138,7 +137,7 @@ class AnswerBackend(RPCBackend):  # type: ignore[misc]
         """The broker's other nodes, in the list's order, without those away."""
         now = time.monotonic()
         urls = broker_urls(self.app.conf.broker_write_url or self.app.conf.broker_url)
-        return [url for url in urls if _where(url) != here and _away_until.get(url, 0.0) <= now]
+        return [url for url in urls if address(url) != here and _away_until.get(url, 0.0) <= now]
 
     def _offer(self, url: str, body: Any, message: dict[str, Any]) -> bool:
         """Publish through `url` on a connection of its own: False if it is returned."""
@@ -152,13 +151,6 @@ class AnswerBackend(RPCBackend):  # type: ignore[misc]
                     return False
                 raise
         return True
-
-
-def _where(url: str) -> tuple[str, int]:
-    parts = parse_url(url)
-    host = parts.get("hostname") or "localhost"
-    port = parts.get("port") or (5671 if url.startswith("amqps") else 5672)
-    return ("127.0.0.1" if host == "localhost" else host), int(port)
 
 
 def _settle(producer: Any) -> None:

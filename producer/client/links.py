@@ -45,7 +45,7 @@ from amqp.exceptions import AccessRefused, AMQPError, ConnectionError, MessageNa
 from kombu.transport import pyamqp
 from kombu.utils.url import parse_url
 
-from producer.brokers import broker_urls, safe_url
+from producer.brokers import AMQPS_PORT, broker_urls, safe_url
 from producer.errors import (
     AccessDenied,
     BrokerBlocked,
@@ -53,7 +53,7 @@ from producer.errors import (
     SpeechError,
     access_denied,
 )
-from producer.tls import AMQPS_PORT, explain, server_hostname
+from producer.tls import explain, server_hostname
 
 log = logging.getLogger("speech.links")
 # Idle links kept for reuse, all threads together: more are closed when given back.

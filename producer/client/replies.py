@@ -34,8 +34,8 @@ from celery import Celery
 from celery.backends.base import BaseBackend
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu import Consumer, Queue
-from kombu.utils.url import parse_url
 
+from producer.brokers import address
 from producer.errors import BrokerUnavailable, SpeechError, access_denied
 from producer.topology import REPLY_QUEUE_PREFIX
 
@@ -350,14 +350,9 @@ def _node_url(conn: Any, nodes: "Nodes | None") -> str | None:
     """Which of `nodes`' URLs `conn` is connected to."""
     if nodes is None:
         return None
-
-    def where(host: str | None, port: int | None) -> tuple[str, int]:
-        return ("127.0.0.1" if host in (None, "localhost") else host, port or 5672)
-
-    here = where(conn.hostname, conn.port)
+    here = address(conn.as_uri())
     for url in nodes.preferred():
-        parts = parse_url(url)
-        if where(parts.get("hostname"), parts.get("port")) == here:
+        if address(url) == here:
             return url
     return None
 
